@@ -1,0 +1,144 @@
+"""What goes into and comes out of the engine. Defaults are the reference implementation's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.model import CODEBOOK_SIZE, FRAME_RATE, N_CODEBOOKS
+from pipeline.text import PHONEME_VOCAB_SIZE, check_language
+
+SPEAKER_DIM = 128
+# happiness, sadness, disgust, fear, surprise, anger, other, neutral
+DEFAULT_EMOTION = (0.3077, 0.0256, 0.0256, 0.0256, 0.0256, 0.0256, 0.2564, 0.3077)
+ConditionerKey = Literal["speaker", "emotion", "fmax", "pitch_std", "speaking_rate", "language_id"]
+MAX_REFERENCE_FRAMES = int(FRAME_RATE) * 30  # the reference's 30 s cap
+
+
+class SamplingParams(BaseModel):
+    """Per-request sampling settings (spec section 5); temperature 0 is greedy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    top_p: float = Field(0.0, ge=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=CODEBOOK_SIZE)
+    min_p: float = Field(0.1, ge=0.0, le=1.0)
+    linear: float = Field(0.0, ge=0.0, le=10.0)
+    conf: float = Field(0.0, ge=-10.0, le=10.0)
+    quad: float = Field(0.0, ge=0.0, le=10.0)
+    repetition_penalty: float = Field(3.0, ge=1.0, le=10.0)
+    repetition_penalty_window: int = Field(2, ge=1, le=64)
+
+
+class GenerationRequest(BaseModel):
+    """One utterance to generate: text and every Zonos control."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    text: str = Field(min_length=1)
+    language: str = "en-us"
+    phoneme_ids: list[int] | None = Field(
+        None, description="Already tokenised phonemes (BOS ... EOS); when given, `text` is not phonemised again."
+    )
+    speaker: list[float] | None = Field(None, description="128-float speaker embedding; None = unconditional.")
+    emotion: list[float] | None = Field(None, description="8 non-negative weights; None = the reference default.")
+    fmax: float = Field(22050.0, ge=0.0, le=24000.0)
+    pitch_std: float = Field(20.0, ge=0.0, le=400.0)
+    speaking_rate: float = Field(15.0, ge=0.0, le=40.0)
+    unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
+    cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
+    max_new_tokens: int = Field(MAX_REFERENCE_FRAMES, ge=1)
+    audio_prefix_codes: list[list[int]] | None = Field(
+        None, description="Codes of audio to continue from: 9 lists of P codes in 0..1023."
+    )
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is blank")
+        return text
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, language: str) -> str:
+        return check_language(language)
+
+    @field_validator("phoneme_ids")
+    @classmethod
+    def _phoneme_ids_in_vocab(cls, ids: list[int] | None) -> list[int] | None:
+        if ids is not None and (len(ids) < 3 or not all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)):
+            raise ValueError(f"phoneme_ids must hold at least 3 ids (BOS ... EOS), each in 0..{PHONEME_VOCAB_SIZE - 1}")
+        return ids
+
+    @field_validator("speaker")
+    @classmethod
+    def _speaker_length(cls, speaker: list[float] | None) -> list[float] | None:
+        if speaker is not None and len(speaker) != SPEAKER_DIM:
+            raise ValueError(f"speaker must hold {SPEAKER_DIM} floats, got {len(speaker)}")
+        return speaker
+
+    @field_validator("emotion")
+    @classmethod
+    def _emotion_weights(cls, emotion: list[float] | None) -> list[float] | None:
+        if emotion is None:
+            return None
+        if len(emotion) != len(DEFAULT_EMOTION):
+            raise ValueError(f"emotion must hold {len(DEFAULT_EMOTION)} weights, got {len(emotion)}")
+        if min(emotion) < 0 or sum(emotion) <= 0:
+            raise ValueError("emotion weights must be non-negative with a positive sum")
+        return emotion
+
+    @field_validator("audio_prefix_codes")
+    @classmethod
+    def _prefix_codes(cls, codes: list[list[int]] | None) -> list[list[int]] | None:
+        if codes is None:
+            return None
+        if len(codes) != N_CODEBOOKS or len({len(row) for row in codes}) != 1 or not codes[0]:
+            raise ValueError(f"audio_prefix_codes must be {N_CODEBOOKS} non-empty lists of equal length")
+        if not all(0 <= code < CODEBOOK_SIZE for row in codes for code in row):
+            raise ValueError(f"audio_prefix_codes must be codec codes in 0..{CODEBOOK_SIZE - 1}")
+        return codes
+
+    @model_validator(mode="after")
+    def _unique_unconditional_keys(self) -> GenerationRequest:
+        if len(set(self.unconditional_keys)) != len(self.unconditional_keys):
+            raise ValueError("unconditional_keys lists a key twice")
+        return self
+
+    @property
+    def n_prefix_frames(self) -> int:
+        return len(self.audio_prefix_codes[0]) if self.audio_prefix_codes else 0
+
+    @property
+    def uses_guidance(self) -> bool:
+        """cfg_scale 1 needs no unconditional branch: half the rows."""
+        return self.cfg_scale != 1.0
+
+
+StopReason = Literal["eos", "length"]
+
+
+@dataclass
+class GenerationResult:
+    """New frames of one request (audio-prefix frames excluded), codes in 0..1023."""
+
+    request_id: str
+    codes: torch.Tensor  # LongTensor [9, T]
+    stop_reason: StopReason
+
+
+@dataclass
+class FrameChunk:
+    """Frames of one request that became complete in one engine step (the delay pattern resolved)."""
+
+    request_id: str
+    frames: torch.Tensor  # LongTensor [9, n], n may be 0 on the final chunk
+    finished: bool
+    stop_reason: StopReason | None

@@ -1,0 +1,394 @@
+"""The Zonos v0.1 transformer language model, in the published checkpoint layout.
+
+One file in the spirit of gpt-fast: a config dataclass, plain modules whose parameter names
+match `Zyphra/Zonos-v0.1-transformer`'s safetensors exactly, a static KV cache, and two plain
+functions, `prefill` and `decode_step`, that the engine drives.
+
+Rows of the KV cache are the batch: rows [0, R) are the rows that decode, and newly admitted
+rows are prefilled into the rows right after them. Every row has its own length, so rows of
+different prefix lengths share one batch without ever attending to padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from pipeline.hub import resolve_files
+
+logger = logging.getLogger(__name__)
+
+N_CODEBOOKS = 9
+CODEBOOK_SIZE = 1024
+EOS_TOKEN = 1024
+MASK_TOKEN = 1025
+VOCAB_SIZE = 1026  # codes, EOS, MASK: what the embeddings take
+HEAD_SIZE = 1025  # the heads never predict MASK
+FRAME_RATE = 44100 / 512
+
+RANDOM_TINY = "random-tiny"
+RANDOM_1B6 = "zonos-1.6b-random"
+PUBLISHED_REPO = "Zyphra/Zonos-v0.1-transformer"
+RANDOM_SEED = 1234
+CHECKPOINT_FILES = ["config.json", "model.safetensors"]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class UnsupportedCheckpointError(ValueError):
+    """A checkpoint this project cannot run (yet)."""
+
+
+@dataclass(frozen=True)
+class ZonosConfig:
+    d_model: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    d_ff: int
+    norm_eps: float
+    conditioners: tuple[dict[str, Any], ...]
+    raw: dict[str, Any]  # config.json as read, so a saved checkpoint round-trips
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ZonosConfig:
+        backbone = raw["backbone"]
+        n_layer = backbone["n_layer"]
+        if backbone.get("ssm_cfg") or sorted(backbone.get("attn_layer_idx", [])) != list(range(n_layer)):
+            raise UnsupportedCheckpointError(
+                "hybrid (Mamba2) Zonos checkpoints are not supported yet: only the transformer "
+                f"variant ({PUBLISHED_REPO}) runs in zonos-serve"
+            )
+        attn = backbone["attn_cfg"]
+        return cls(
+            d_model=backbone["d_model"],
+            n_layer=n_layer,
+            n_head=attn["num_heads"],
+            n_kv_head=attn["num_heads_kv"],
+            d_ff=backbone["attn_mlp_d_intermediate"],
+            norm_eps=backbone["norm_epsilon"],
+            conditioners=tuple(raw["prefix_conditioner"]["conditioners"]),
+            raw=raw,
+        )
+
+    @classmethod
+    def random_tiny(cls) -> ZonosConfig:
+        """The fixture-sized config: d_model 256, 4 layers, 4 heads, 2 kv heads."""
+        return cls.from_dict(json.loads(_data_file("random-tiny-config.json")))
+
+    @classmethod
+    def published(cls) -> ZonosConfig:
+        """The 1.6B config of Zyphra/Zonos-v0.1-transformer: d 2048, 26 layers, 16/4 heads."""
+        raw = json.loads(_data_file("random-tiny-config.json"))
+        raw["backbone"].update(d_model=2048, n_layer=26, attn_mlp_d_intermediate=8192, attn_layer_idx=list(range(26)))
+        raw["backbone"]["attn_cfg"].update(num_heads=16, num_heads_kv=4, rotary_emb_dim=128)
+        return cls.from_dict(raw)
+
+
+def _data_file(name: str) -> str:
+    return resources.files("pipeline").joinpath("data", name).read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- prefix conditioning
+
+
+class PhonemeConditioner(nn.Module):
+    """espeak phoneme ids -> one token each."""
+
+    def __init__(self, d_model: int, vocab_size: int = 189):
+        super().__init__()
+        self.phoneme_embedder = nn.Embedding(vocab_size, d_model)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.phoneme_embedder(ids)
+
+
+class SpeakerConditioner(nn.Module):
+    """A 128-float speaker embedding -> one token (or the learned unconditional token)."""
+
+    def __init__(self, d_model: int, cond_dim: int):
+        super().__init__()
+        self.uncond_vector = nn.Parameter(torch.zeros(d_model))
+        self.project = nn.Linear(cond_dim, d_model)
+
+    def forward(self, x: torch.Tensor | None) -> torch.Tensor:
+        return self.uncond_vector[None] if x is None else self.project(x.view(1, -1))
+
+
+class FourierConditioner(nn.Module):
+    """A value in [min, max] -> [cos f, sin f] with f = 2 pi u W^T (W stored in the checkpoint)."""
+
+    def __init__(self, d_model: int, input_dim: int, min_val: float, max_val: float):
+        super().__init__()
+        self.uncond_vector = nn.Parameter(torch.zeros(d_model))
+        self.register_buffer("weight", torch.zeros(d_model // 2, input_dim))
+        self.min_val, self.max_val = float(min_val), float(max_val)
+
+    def forward(self, x: torch.Tensor | None) -> torch.Tensor:
+        if x is None:
+            return self.uncond_vector[None]
+        u = (x.view(1, -1).to(self.weight.dtype) - self.min_val) / (self.max_val - self.min_val)
+        f = 2 * math.pi * u @ self.weight.T
+        return torch.cat([f.cos(), f.sin()], dim=-1)
+
+
+class IntegerConditioner(nn.Module):
+    """An integer in [min, max] -> an embedding row (row = value - min)."""
+
+    def __init__(self, d_model: int, min_val: int, max_val: int):
+        super().__init__()
+        self.uncond_vector = nn.Parameter(torch.zeros(d_model))
+        self.int_embedder = nn.Embedding(max_val - min_val + 1, d_model)
+        self.min_val = min_val
+
+    def forward(self, x: torch.Tensor | None) -> torch.Tensor:
+        return self.uncond_vector[None] if x is None else self.int_embedder(x.view(1) - self.min_val)
+
+
+def _build_conditioner(spec: dict[str, Any], d_model: int) -> nn.Module:
+    kind = spec["type"]
+    if kind == "EspeakPhonemeConditioner":
+        return PhonemeConditioner(d_model)
+    if kind == "PassthroughConditioner":
+        return SpeakerConditioner(d_model, spec["cond_dim"])
+    if kind == "FourierConditioner":
+        return FourierConditioner(d_model, spec.get("input_dim", 1), spec.get("min_val", 0), spec.get("max_val", 1))
+    if kind == "IntegerConditioner":
+        return IntegerConditioner(d_model, spec["min_val"], spec["max_val"])
+    raise UnsupportedCheckpointError(f"unknown conditioner type {kind!r} in config.json")
+
+
+class PrefixConditioner(nn.Module):
+    """Conditioners in config order, concatenated along the sequence, then project + LayerNorm."""
+
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.names = [spec["name"] for spec in config.conditioners]
+        self.conditioners = nn.ModuleList(_build_conditioner(spec, config.d_model) for spec in config.conditioners)
+        self.project = nn.Linear(config.d_model, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+
+    def forward(self, phoneme_ids: torch.Tensor, values: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """phoneme_ids [L] + one value (or None = unconditional) per other conditioner -> [L + 6, d]."""
+        tokens = [self.conditioners[0](phoneme_ids)]
+        tokens += [cond(values.get(name)) for name, cond in zip(self.names[1:], self.conditioners[1:], strict=True)]
+        return self.norm(self.project(torch.cat(tokens, dim=0)))
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+class KVCache:
+    """Static K/V for every layer and row: [n_layer, rows, kv_heads, max_seq_len, head_dim]."""
+
+    def __init__(self, config: ZonosConfig, max_rows: int, max_seq_len: int, dtype: torch.dtype, device):
+        shape = (config.n_layer, max_rows, config.n_kv_head, max_seq_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.max_rows, self.max_seq_len = max_rows, max_seq_len
+        half = config.head_dim // 2
+        inv_freq = 10000.0 ** (-torch.arange(half, dtype=torch.float64, device=device) * 2 / config.head_dim)
+        angles = torch.arange(max_seq_len, dtype=torch.float64, device=device)[:, None] * inv_freq
+        self.cos, self.sin = angles.cos().float(), angles.sin().float()
+
+    def move_row(self, src: int, dst: int) -> None:
+        """Copy a row's K/V to another row (keeps the live rows contiguous when one leaves)."""
+        self.k[:, dst] = self.k[:, src]
+        self.v[:, dst] = self.v[:, src]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (0,1), (2,3), ... of x [R, T, H, hd] by per-position angles [R, T, hd/2]."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = cos[:, :, None], sin[:, :, None]
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        qkv_dim = (config.n_head + 2 * config.n_kv_head) * config.head_dim
+        self.in_proj = nn.Linear(config.d_model, qkv_dim, bias=False)
+        self.out_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x, layer: int, cache: KVCache, rows: slice, positions, mask) -> torch.Tensor:
+        """x [R, T, d] at `positions` [R, T]; K/V written to cache `rows`; attends per `mask` [R, 1, T, S]."""
+        n_rows, seq, _ = x.shape
+        q, k, v = self.in_proj(x).split(
+            [self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim], dim=-1
+        )
+        cos, sin = cache.cos[positions], cache.sin[positions]
+        q = apply_rope(q.view(n_rows, seq, self.n_head, self.head_dim), cos, sin)
+        k = apply_rope(k.view(n_rows, seq, self.n_kv_head, self.head_dim), cos, sin)
+        v = v.view(n_rows, seq, self.n_kv_head, self.head_dim)
+        row_index = torch.arange(n_rows, device=x.device)[:, None]
+        k_rows, v_rows = cache.k[layer, rows], cache.v[layer, rows]
+        k_rows[row_index, :, positions] = k
+        v_rows[row_index, :, positions] = v
+        span = mask.shape[-1]
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k_rows[:, :, :span], v_rows[:, :, :span], attn_mask=mask, enable_gqa=True
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(n_rows, seq, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, 2 * config.d_ff, bias=False)
+        self.fc2 = nn.Linear(config.d_ff, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(value * F.silu(gate))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.mixer = Attention(config)
+        self.norm2 = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, layer, cache, rows, positions, mask):
+        x = x + self.mixer(self.norm(x), layer, cache, rows, positions, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+
+    def forward(self, x, cache, rows, positions, mask):
+        for index, block in enumerate(self.layers):
+            x = block(x, index, cache, rows, positions, mask)
+        return self.norm_f(x)
+
+
+class ZonosModel(nn.Module):
+    def __init__(self, config: ZonosConfig):
+        super().__init__()
+        self.config = config
+        self.prefix_conditioner = PrefixConditioner(config)
+        self.backbone = Backbone(config)
+        self.embeddings = nn.ModuleList(nn.Embedding(VOCAB_SIZE, config.d_model) for _ in range(N_CODEBOOKS))
+        self.heads = nn.ModuleList(nn.Linear(config.d_model, HEAD_SIZE, bias=False) for _ in range(N_CODEBOOKS))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embeddings[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings[0].weight.device
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Delayed frames [..., 9] -> the sum of their 9 codebook embeddings [..., d]."""
+        return sum(emb(frames[..., k]) for k, emb in enumerate(self.embeddings))
+
+    def codebook_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [R, d] -> fp32 logits [R, 9, 1026], MASK (1025) at -inf."""
+        logits = torch.stack([head(hidden) for head in self.heads], dim=1).float()
+        return F.pad(logits, (0, VOCAB_SIZE - HEAD_SIZE), value=float("-inf"))
+
+    def make_cache(self, max_rows: int, max_seq_len: int) -> KVCache:
+        return KVCache(self.config, max_rows, max_seq_len, self.dtype, self.device)
+
+
+@torch.inference_mode()
+def prefill(model: ZonosModel, cache: KVCache, inputs: torch.Tensor, lengths: torch.Tensor, first_row: int):
+    """Run right-padded sequences [R, T, d] (true lengths [R]) into cache rows first_row.. ; logits of each last token."""
+    n_rows, seq, _ = inputs.shape
+    device = inputs.device
+    positions = torch.arange(seq, device=device).expand(n_rows, seq)
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=device).tril()
+    mask = (causal[None] & (positions[:, None, :] < lengths[:, None, None]))[:, None]
+    hidden = model.backbone(inputs, cache, slice(first_row, first_row + n_rows), positions, mask)
+    last = hidden[torch.arange(n_rows, device=device), lengths - 1]
+    return model.codebook_logits(last)
+
+
+@torch.inference_mode()
+def decode_step(model: ZonosModel, cache: KVCache, frames: torch.Tensor, positions: torch.Tensor, span: int):
+    """One new delayed frame [R, 9] per cache row 0..R-1 at `positions` [R]; attends over the first `span` slots."""
+    n_rows = frames.shape[0]
+    mask = torch.arange(span, device=frames.device)[None, :] <= positions[:, None]
+    hidden = model.backbone(model.embed_frames(frames)[:, None], cache, slice(0, n_rows), positions[:, None], mask[:, None, None])
+    return model.codebook_logits(hidden[:, 0])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _finish(model: ZonosModel, device, dtype: torch.dtype) -> ZonosModel:
+    """Cast to the serving dtype; the prefix conditioner stays fp32 (tiny, and run once per request)."""
+    model = model.to(device=device, dtype=dtype)
+    model.prefix_conditioner.float()
+    return model.eval().requires_grad_(False)
+
+
+def random_model(config: ZonosConfig, seed: int = RANDOM_SEED) -> ZonosModel:
+    """Randomly initialised weights from a fixed seed: runs offline, outputs noise (never speech)."""
+    generator = torch.Generator().manual_seed(seed)
+    model = ZonosModel(config)
+    for name, tensor in model.state_dict().items():
+        owner = model.get_submodule(name.rsplit(".", 1)[0])
+        if isinstance(owner, nn.LayerNorm):
+            tensor.fill_(1.0 if name.endswith("weight") else 0.0)
+        elif isinstance(owner, FourierConditioner) and name.endswith(".weight"):
+            tensor.normal_(0.0, 1.0, generator=generator)  # frequencies, as the reference initialises them
+        else:
+            tensor.normal_(0.0, 0.02, generator=generator)
+    return model
+
+
+def from_pretrained(source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> ZonosModel:
+    """Load from a local directory, a Hugging Face repo id, `random-tiny` or `zonos-1.6b-random`."""
+    dtype = resolve_dtype(dtype)
+    if source in (RANDOM_TINY, RANDOM_1B6):
+        logger.warning(
+            "model %r has RANDOM weights: it outputs noise, not speech. Pass %s or a local "
+            "checkpoint directory for real speech.", source, PUBLISHED_REPO,
+        )
+        config = ZonosConfig.random_tiny() if source == RANDOM_TINY else ZonosConfig.published()
+        return _finish(random_model(config), device, dtype)
+    files = resolve_files(source, CHECKPOINT_FILES)
+    config = ZonosConfig.from_dict(json.loads(files["config.json"].read_text()))
+    with torch.device("meta"):
+        model = ZonosModel(config)
+    state = load_file(str(files["model.safetensors"]), device=str(device))
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise UnsupportedCheckpointError(
+            f"{source}: model.safetensors does not match config.json: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    model.load_state_dict(state, assign=True)
+    return _finish(model, device, dtype)
