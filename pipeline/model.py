@@ -315,7 +315,7 @@ class ZonosModel(nn.Module):
 
 @torch.inference_mode()
 def prefill(model: ZonosModel, cache: KVCache, inputs: torch.Tensor, lengths: torch.Tensor, first_row: int):
-    """Run right-padded sequences [R, T, d] (true lengths [R]) into cache rows first_row.. ; logits of each last token."""
+    """Run right-padded sequences [R, T, d] of true `lengths` into cache rows from `first_row`; last-token logits."""
     n_rows, seq, _ = inputs.shape
     device = inputs.device
     positions = torch.arange(seq, device=device).expand(n_rows, seq)
@@ -331,7 +331,9 @@ def decode_step(model: ZonosModel, cache: KVCache, frames: torch.Tensor, positio
     """One new delayed frame [R, 9] per cache row 0..R-1 at `positions` [R]; attends over the first `span` slots."""
     n_rows = frames.shape[0]
     mask = torch.arange(span, device=frames.device)[None, :] <= positions[:, None]
-    hidden = model.backbone(model.embed_frames(frames)[:, None], cache, slice(0, n_rows), positions[:, None], mask[:, None, None])
+    hidden = model.backbone(
+        model.embed_frames(frames)[:, None], cache, slice(0, n_rows), positions[:, None], mask[:, None, None]
+    )
     return model.codebook_logits(hidden[:, 0])
 
 
@@ -368,13 +370,17 @@ def random_model(config: ZonosConfig, seed: int = RANDOM_SEED) -> ZonosModel:
     return model
 
 
-def from_pretrained(source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> ZonosModel:
+def from_pretrained(
+    source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+) -> ZonosModel:
     """Load from a local directory, a Hugging Face repo id, `random-tiny` or `zonos-1.6b-random`."""
     dtype = resolve_dtype(dtype)
     if source in (RANDOM_TINY, RANDOM_1B6):
         logger.warning(
             "model %r has RANDOM weights: it outputs noise, not speech. Pass %s or a local "
-            "checkpoint directory for real speech.", source, PUBLISHED_REPO,
+            "checkpoint directory for real speech.",
+            source,
+            PUBLISHED_REPO,
         )
         config = ZonosConfig.random_tiny() if source == RANDOM_TINY else ZonosConfig.published()
         return _finish(random_model(config), device, dtype)

@@ -30,7 +30,9 @@ class EngineConfig(BaseModel):
 
     max_rows: int = Field(32, ge=2, description="KV-cache rows; a guided request takes 2, an unguided one 1.")
     max_seq_len: int = Field(3072, ge=64, description="Cache positions per row: conditioning + prefix + frames + 9.")
-    max_prefill_tokens: int = Field(8192, ge=64, description="Prefill tokens admitted per step (one request always fits).")
+    max_prefill_tokens: int = Field(
+        8192, ge=64, description="Prefill tokens admitted per step (one request always fits)."
+    )
 
 
 class ZonosEngine:

@@ -96,7 +96,9 @@ class _ActiveBatch:
         positions = [owner.position for owner in row_owner]
         self.positions = tensor(positions)
         self.span = max(positions) + 1  # cache positions any row attends to, after this step's write
-        self.sampling = SamplingBatch.from_params([s.request.sampling for s in sequences], [s.seed for s in sequences], device)
+        self.sampling = SamplingBatch.from_params(
+            [s.request.sampling for s in sequences], [s.seed for s in sequences], device
+        )
 
 
 class ModelRunner:
@@ -104,7 +106,9 @@ class ModelRunner:
         self.model = model
         self.device = model.device
         self.cache = model.make_cache(max_rows, max_seq_len)
-        self.delayed = torch.full((max_rows, N_CODEBOOKS, max_seq_len), MASK_TOKEN, dtype=torch.long, device=self.device)
+        self.delayed = torch.full(
+            (max_rows, N_CODEBOOKS, max_seq_len), MASK_TOKEN, dtype=torch.long, device=self.device
+        )
         self.remaining = torch.zeros(max_rows, dtype=torch.long, device=self.device)
         self.stopping = torch.zeros(max_rows, dtype=torch.bool, device=self.device)
         self.codebooks = torch.arange(N_CODEBOOKS, device=self.device)

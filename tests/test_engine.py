@@ -1,0 +1,214 @@
+"""The batched engine against the reference, alone and in mixed batches, plus its scheduling promises."""
+
+import random
+
+import pytest
+import torch
+
+from conftest import CASES, case_request, new_reference_codes, reference_delayed
+from pipeline.engine import GenerationRequest, SamplingParams
+from pipeline.engine import runner as runner_module
+from pipeline.engine.sampler import apply_repetition_penalty
+
+NEAR_TIE = 1e-4
+
+
+def reference_margin(golden, index: int, codebook: int, frame: int) -> float:
+    """Top-2 gap of the reference's (penalised) logits where it sampled codes[codebook, frame]."""
+    case = CASES[index]
+    n_prefix = len(case["audio_prefix"][0]) if "audio_prefix" in case else 0
+    position = frame + codebook + 1  # delayed position of that entry
+    step = position - (n_prefix + 1)  # 0 = the prefill sample
+    if step == 0:
+        logits = golden[f"case{index}.prefill_logits"][0, codebook]
+    else:
+        logits = golden[f"case{index}.step_logits"][step - 1, codebook].clone()
+        window = case["sampling"]["repetition_penalty_window"]
+        recent = reference_delayed(golden, index)[codebook, max(0, position - window) : position]
+        penalty = torch.tensor([case["sampling"]["repetition_penalty"]])
+        logits = apply_repetition_penalty(
+            logits[None, None], recent[None, None], torch.ones(1, 1, len(recent)), penalty
+        )
+        logits = logits[0, 0]
+    top2 = logits.topk(2).values
+    return float(top2[0] - top2[1])
+
+
+def assert_matches_reference(codes: torch.Tensor, golden, index: int) -> None:
+    """Tokens exact, except that a divergence may start where the reference itself had a near-tie."""
+    expected = new_reference_codes(golden, index)
+    if codes.shape == expected.shape and torch.equal(codes, expected):
+        return
+    n = min(codes.shape[1], expected.shape[1])
+    differing = (codes[:, :n] != expected[:, :n]).nonzero().tolist()
+    assert differing, f"case {index}: same tokens but {codes.shape[1]} frames instead of {expected.shape[1]}"
+    n_prefix = len(CASES[index].get("audio_prefix", [[]])[0])
+    codebook, frame = min(differing, key=lambda kt: kt[1] + kt[0])  # first in generation order
+    margin = reference_margin(golden, index, codebook, frame + n_prefix)
+    assert margin < NEAR_TIE, f"case {index}: token ({codebook}, {frame}) differs with a clear margin {margin}"
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_each_case_alone_matches_reference(engine, golden, index):
+    (result,) = engine.generate([case_request(CASES[index])])
+    assert_matches_reference(result.codes, golden, index)
+    assert result.stop_reason == ("eos" if CASES[index]["eos_emitted"] else "length")
+
+
+def test_all_six_in_one_batch_match_reference(engine, golden):
+    results = engine.generate([case_request(case) for case in CASES])
+    for index, result in enumerate(results):
+        assert_matches_reference(result.codes, golden, index)
+
+
+def test_shuffled_batch_keeps_request_order_and_tokens(engine, golden):
+    order = list(range(len(CASES)))
+    random.Random(3).shuffle(order)
+    results = engine.generate([case_request(CASES[i]) for i in order])
+    for position, index in enumerate(order):
+        assert_matches_reference(results[position].codes, golden, index)
+
+
+def test_stream_yields_complete_frames_incrementally(engine, golden):
+    chunks: dict[int, list] = {i: [] for i in range(len(CASES))}
+    for index, chunk in engine.stream([case_request(case) for case in CASES]):
+        chunks[index].append(chunk)
+    for index, received in chunks.items():
+        assert [c.finished for c in received] == [False] * (len(received) - 1) + [True]
+        codes = torch.cat([c.frames for c in received], dim=1)
+        assert_matches_reference(codes, golden, index)
+        assert all(c.frames.shape[1] <= 1 for c in received)  # frames leave as soon as they resolve
+        assert len(received) >= codes.shape[1]
+
+
+def test_a_request_joining_mid_flight_gets_its_solo_tokens(engine, golden):
+    collected = {"early": [], "late": []}
+
+    def run_step():
+        for chunk in engine.step():
+            collected[chunk.request_id].append(chunk.frames)
+
+    engine.add_request(case_request(CASES[0]), "early")  # 64 frames, no EOS
+    for _ in range(20):
+        run_step()
+    engine.add_request(case_request(CASES[2]), "late")  # audio prefix, EOS
+    while engine.has_unfinished():
+        run_step()
+    assert_matches_reference(torch.cat(collected["early"], dim=1), golden, 0)
+    assert_matches_reference(torch.cat(collected["late"], dim=1), golden, 2)
+
+
+def test_finished_rows_leave_the_decode_batch(engine, monkeypatch):
+    rows_per_step = []
+    real_decode_step = runner_module.decode_step
+
+    def recording_decode_step(model, cache, frames, positions, span):
+        rows_per_step.append(frames.shape[0])
+        return real_decode_step(model, cache, frames, positions, span)
+
+    monkeypatch.setattr(runner_module, "decode_step", recording_decode_step)
+    short = case_request(CASES[0], max_new_tokens=4)
+    long = case_request(CASES[0], max_new_tokens=30)
+    engine.generate([short, long])
+    assert rows_per_step[0] == 4  # two guided requests: 2 rows each
+    assert rows_per_step[-1] == 2  # the short one left
+    assert len(rows_per_step) == 30 + 7  # the long one's steps; the short one's ended early
+    assert engine.runner.used_rows == 0
+
+
+def test_cfg_scale_one_runs_without_unconditional_rows(engine):
+    engine.add_request(case_request(CASES[0], cfg_scale=1.0, max_new_tokens=3), "unguided")
+    engine.add_request(case_request(CASES[0], cfg_scale=2.0, max_new_tokens=3), "guided")
+    engine.step()
+    assert engine.runner.used_rows == 3
+    while engine.has_unfinished():
+        engine.step()
+
+
+def test_cfg_scale_one_matches_the_guided_path_at_the_limit(engine):
+    """One row at scale 1 gives what two rows give at scale 1 + 1e-6 (uncond + (cond - uncond) * s)."""
+    one_row, two_rows = engine.generate(
+        [case_request(CASES[3], cfg_scale=1.0), case_request(CASES[3], cfg_scale=1.000001)]
+    )
+    assert torch.equal(one_row.codes, two_rows.codes)
+
+
+SAMPLED = SamplingParams(temperature=1.0, min_p=0.05, top_k=50, repetition_penalty=2.0, repetition_penalty_window=4)
+
+
+def test_seeded_sampling_repeats_and_ignores_batch_company(engine):
+    request = case_request(CASES[1], sampling=SAMPLED, seed=42, max_new_tokens=40)
+    (alone,) = engine.generate([request])
+    (again,) = engine.generate([request])
+    assert torch.equal(alone.codes, again.codes)
+    company = [case_request(case, seed=i) for i, case in enumerate(CASES)]
+    mixed = engine.generate([*company[:3], request, *company[3:]])
+    assert torch.equal(mixed[3].codes, alone.codes)
+    (other_seed,) = engine.generate([request.model_copy(update={"seed": 43})])
+    assert not torch.equal(other_seed.codes, alone.codes)
+
+
+def test_unseeded_requests_differ(engine):
+    request = case_request(CASES[1], sampling=SAMPLED, max_new_tokens=20)
+    first, second = engine.generate([request, request])
+    assert not torch.equal(first.codes, second.codes)
+
+
+def test_one_host_synchronisation_per_decode_step(engine, monkeypatch):
+    """Every device->host read in a decode step is counted; there must be exactly one."""
+    engine.add_request(case_request(CASES[0], max_new_tokens=5))
+    engine.add_request(case_request(CASES[3], max_new_tokens=5))
+    engine.step()  # admission (prefill) happens here
+    reads = []
+    for name in ("cpu", "item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    engine.runner.decode()
+    monkeypatch.undo()
+    assert [r for r in reads if r != "numpy"] == ["cpu"]
+    while engine.has_unfinished():
+        engine.step()
+
+
+def test_abort_frees_rows(engine):
+    engine.add_request(case_request(CASES[0]), "doomed")
+    engine.add_request(case_request(CASES[0]), "waiting")
+    engine.step()
+    assert engine.abort("doomed") and engine.abort("waiting")
+    assert not engine.abort("unknown")
+    assert engine.runner.used_rows == 0 and not engine.has_unfinished()
+
+
+def test_request_over_cache_capacity_is_refused_with_reason(engine):
+    with pytest.raises(ValueError, match="max_new_tokens=5000 does not fit"):
+        engine.add_request(case_request(CASES[0], max_new_tokens=5000))
+
+
+def test_more_requests_than_rows_queue_and_all_finish(engine, golden):
+    requests = [case_request(CASES[1])] * 15  # 30 rows wanted, 24 in the cache
+    results = engine.generate(requests)
+    for result in results:
+        assert_matches_reference(result.codes, golden, 1)
+
+
+def test_phoneme_ids_skip_the_front_end(engine, golden):
+    from pipeline.text import tokenize
+
+    request = case_request(CASES[5], text="ignored", phoneme_ids=tokenize(CASES[5]["phonemes"]))
+    (result,) = engine.generate([request])
+    assert_matches_reference(result.codes, golden, 5)
+
+
+def test_generation_request_defaults_are_the_reference_s():
+    request = GenerationRequest(text="hi")
+    assert (request.language, request.cfg_scale, request.max_new_tokens) == ("en-us", 2.0, 86 * 30)
+    assert (request.fmax, request.pitch_std, request.speaking_rate) == (22050.0, 20.0, 15.0)
+    assert request.sampling == SamplingParams(
+        temperature=1.0, top_p=0, top_k=0, min_p=0.1, linear=0, conf=0, quad=0,
+        repetition_penalty=3.0, repetition_penalty_window=2,
+    )  # fmt: skip

@@ -1,0 +1,149 @@
+"""The Zonos LM against the reference: layout, loading, conditioning, prefill and per-step logits."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import CASES, DATA, case_request, reference_delayed
+from pipeline.engine.runner import conditioning_values, guide
+from pipeline.hub import WeightsUnavailableError
+from pipeline.model import (
+    UnsupportedCheckpointError,
+    ZonosConfig,
+    ZonosModel,
+    decode_step,
+    from_pretrained,
+    prefill,
+)
+from pipeline.text import tokenize
+
+
+@pytest.fixture(scope="module")
+def fp32_model():
+    return from_pretrained(str(DATA), dtype="float32")
+
+
+def test_published_config_matches_checkpoint_layout_on_meta_device():
+    layout = json.loads((DATA / "zonos-v0.1-transformer.layout.json").read_text())
+    config = ZonosConfig.from_dict(layout["config"])
+    with torch.device("meta"):
+        model = ZonosModel(config)
+    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
+    assert shapes == layout["tensors"]
+    assert sum(t.numel() for t in model.state_dict().values()) == layout["n_elements"]
+    assert ZonosConfig.published().raw["backbone"] == layout["config"]["backbone"]
+
+
+def test_hybrid_checkpoint_is_refused_clearly():
+    raw = json.loads((DATA / "config.json").read_text())
+    raw["backbone"]["ssm_cfg"] = {"layer": "Mamba2"}
+    raw["backbone"]["attn_layer_idx"] = [1]
+    with pytest.raises(UnsupportedCheckpointError, match=r"hybrid.*not supported yet"):
+        ZonosConfig.from_dict(raw)
+
+
+def test_loads_a_directory_in_the_published_format(tmp_path, fp32_model):
+    model = from_pretrained("random-tiny")
+    state = {name: t.to(torch.bfloat16).contiguous() for name, t in model.state_dict().items()}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(model.config.raw))
+    loaded = from_pretrained(str(tmp_path), dtype="bfloat16")
+    assert loaded.dtype == torch.bfloat16
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor.to(torch.bfloat16), state[name]), name
+
+
+def test_missing_directory_files_name_what_is_missing(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(WeightsUnavailableError, match=r"model\.safetensors"):
+        from_pretrained(str(tmp_path))
+
+
+def test_unreachable_repo_names_the_repo_and_the_local_directory_way(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError) as error:
+        from_pretrained("Zyphra/Zonos-v0.1-transformer")
+    assert "Zyphra/Zonos-v0.1-transformer" in str(error.value)
+    assert "local directory" in str(error.value)
+
+
+def test_not_a_directory_nor_a_repo_id():
+    with pytest.raises(WeightsUnavailableError, match="neither a directory nor"):
+        from_pretrained("/no/such/checkpoint/dir")
+
+
+def test_unknown_dtype():
+    with pytest.raises(ValueError, match="float64"):
+        from_pretrained("random-tiny", dtype="float64")
+
+
+def test_random_tiny_is_seeded_and_says_it_is_noise(caplog):
+    first, second = from_pretrained("random-tiny"), from_pretrained("random-tiny")
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    assert first.config.d_model == 256 and first.config.n_layer == 4
+    assert "noise" in caplog.text
+
+
+def _prefix(model, case, conditional):
+    request = case_request(case)
+    ids = torch.tensor(tokenize(case["phonemes"]))
+    return model.prefix_conditioner(ids, conditioning_values(request, conditional))
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_prefix_conditioning_matches_reference(fp32_model, golden, index):
+    expected = golden[f"case{index}.prefix_conditioning"]
+    got = torch.stack([_prefix(fp32_model, CASES[index], True), _prefix(fp32_model, CASES[index], False)])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def _teacher_forced_logits(model, case, golden, index):
+    """Prefill + decode fed the REFERENCE's delayed codes: the guided logits of prefill and every step."""
+    request = case_request(case)
+    n_prefix = request.n_prefix_frames
+    delayed = reference_delayed(golden, index)
+    guided = request.cfg_scale != 1.0
+    branches = [_prefix(model, case, True)] + ([_prefix(model, case, False)] if guided else [])
+    frames = model.embed_frames(delayed[:, : n_prefix + 1].T)
+    inputs = torch.stack([torch.cat([b.to(model.dtype), frames]) for b in branches])
+    cache = model.make_cache(len(branches), 512)
+    lengths = torch.full((len(branches),), inputs.shape[1])
+    rows, scale = torch.tensor([0]), torch.tensor([request.cfg_scale])
+    uncond = torch.tensor([1 if guided else 0])
+    logits = [guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale)]
+    n_steps = golden[f"case{index}.step_logits"].shape[0]
+    position = inputs.shape[1]
+    for offset in range(n_prefix + 2, n_prefix + 1 + n_steps):
+        frame = delayed[:, offset - 1].expand(len(branches), -1)
+        positions = torch.full((len(branches),), position)
+        logits.append(guide(decode_step(model, cache, frame, positions, position + 1), rows, uncond, scale))
+        position += 1
+    return torch.cat(logits)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_prefill_and_every_step_logits_match_reference(fp32_model, golden, index):
+    logits = _teacher_forced_logits(fp32_model, CASES[index], golden, index)
+    torch.testing.assert_close(logits[:1], golden[f"case{index}.prefill_logits"], atol=1e-4, rtol=0)
+    steps = golden[f"case{index}.step_logits"]
+    # The reference's last loop step feeds the final EOS frame and writes nothing that is output;
+    # the engine skips it, and the frames it would feed there are the reference's own.
+    torch.testing.assert_close(logits[1:], steps[: logits.shape[0] - 1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)))
+def test_bfloat16_logits_agree_with_float32(fp32_model, golden, index):
+    bf16 = from_pretrained(str(DATA), dtype="bfloat16")
+    assert bf16.dtype == torch.bfloat16
+    fp32_logits = _teacher_forced_logits(fp32_model, CASES[index], golden, index)
+    bf16_logits = _teacher_forced_logits(bf16, CASES[index], golden, index)
+    finite = torch.isfinite(fp32_logits)
+    similarity = torch.nn.functional.cosine_similarity(
+        fp32_logits[finite].view(-1, 1025), bf16_logits[finite].view(-1, 1025), dim=-1
+    )
+    assert similarity.min() > 0.99
