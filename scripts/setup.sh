@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-step setup on a fresh Debian/Ubuntu machine: the espeak-ng system package, then this
+# project with its test and Japanese extras into the current Python (>= 3.11).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[dev,ja]"
+echo "zonos-serve is set up: espeak-ng $(espeak-ng --version | awk '{print $4}'), $("$PYTHON" -c 'import torch; print("torch", torch.__version__)')"
