@@ -1,12 +1,15 @@
 """The Zonos LM against the reference: layout, loading, conditioning, prefill and per-step logits."""
 
 import json
+import shutil
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from conftest import CASES, DATA, case_request, reference_delayed
+from pipeline.engine import ZonosEngine
 from pipeline.engine.runner import conditioning_values, guide
 from pipeline.hub import WeightsUnavailableError
 from pipeline.model import (
@@ -61,13 +64,30 @@ def test_missing_directory_files_name_what_is_missing(tmp_path):
         from_pretrained(str(tmp_path))
 
 
-def test_unreachable_repo_names_the_repo_and_the_local_directory_way(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE=1 with an empty HF_HOME cache (huggingface_hub reads both at import time)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_unreachable_repo_names_the_repo_and_the_local_directory_way(offline_hub):
     with pytest.raises(WeightsUnavailableError) as error:
         from_pretrained("Zyphra/Zonos-v0.1-transformer")
     assert "Zyphra/Zonos-v0.1-transformer" in str(error.value)
     assert "local directory" in str(error.value)
+
+
+def test_repo_id_loads_from_a_warm_cache_offline(offline_hub, fp32_model):
+    snapshot = offline_hub / "models--Zyphra--Zonos-v0.1-transformer" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(DATA / name, snapshot / name)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    model = from_pretrained("Zyphra/Zonos-v0.1-transformer")
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fp32_model.parameters(), strict=True))
 
 
 def test_not_a_directory_nor_a_repo_id():
@@ -136,14 +156,36 @@ def test_prefill_and_every_step_logits_match_reference(fp32_model, golden, index
     torch.testing.assert_close(logits[1:], steps[: logits.shape[0] - 1], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("index", range(len(CASES)))
-def test_bfloat16_logits_agree_with_float32(fp32_model, golden, index):
-    bf16 = from_pretrained(str(DATA), dtype="bfloat16")
-    assert bf16.dtype == torch.bfloat16
+@pytest.fixture(scope="module")
+def half_models():
+    return {dtype: from_pretrained(str(DATA), dtype=dtype) for dtype in ("bfloat16", "float16")}
+
+
+# bf16 (what the reference serves in) on every case; fp16, slow on CPU, on two.
+HALF_CASES = [("bfloat16", i) for i in range(len(CASES))] + [("float16", 0), ("float16", 2)]
+
+
+@pytest.mark.parametrize(("dtype", "index"), HALF_CASES)
+def test_half_precision_logits_agree_with_float32(fp32_model, half_models, golden, dtype, index):
+    half_model = half_models[dtype]
+    assert half_model.dtype in (torch.bfloat16, torch.float16)
+    assert half_model.prefix_conditioner.project.weight.dtype == torch.float32
     fp32_logits = _teacher_forced_logits(fp32_model, CASES[index], golden, index)
-    bf16_logits = _teacher_forced_logits(bf16, CASES[index], golden, index)
+    half_logits = _teacher_forced_logits(half_model, CASES[index], golden, index)
     finite = torch.isfinite(fp32_logits)
+    assert torch.equal(finite, torch.isfinite(half_logits))
     similarity = torch.nn.functional.cosine_similarity(
-        fp32_logits[finite].view(-1, 1025), bf16_logits[finite].view(-1, 1025), dim=-1
+        fp32_logits[finite].view(-1, 1025), half_logits[finite].view(-1, 1025), dim=-1
     )
     assert similarity.min() > 0.99
+
+
+def test_bfloat16_engine_runs_all_six_cases():
+    engine = ZonosEngine.from_pretrained(str(DATA), dtype="bfloat16", max_rows=16, max_seq_len=512)
+    assert engine.runner.cache.k.dtype == torch.bfloat16
+    results = engine.generate([case_request(case) for case in CASES])
+    for case, result in zip(CASES, results, strict=True):
+        assert result.codes.shape[0] == 9 and 0 < result.codes.shape[1] <= case["max_new_tokens"]
+        assert int(result.codes.min()) >= 0 and int(result.codes.max()) < 1024
+        assert result.stop_reason in ("eos", "length")
+        assert (result.stop_reason == "length") == (result.codes.shape[1] == case["max_new_tokens"])
