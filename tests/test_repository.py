@@ -25,3 +25,15 @@ def test_pipeline_never_imports_ray():
 def test_ruff_is_clean(command):
     result = subprocess.run([sys.executable, "-m", "ruff", *command], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_engine_example_runs(monkeypatch):
+    """README's engine example, pointed at the test checkpoint on the CPU, runs as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("## The engine", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    example = example.replace('"Zyphra/Zonos-v0.1-transformer"', repr(str(ROOT / "tests" / "data")))
+    example = example.replace('device="cuda"', 'device="cpu"')
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["results"][0].codes.shape[0] == 9
+    assert namespace["chunk"].finished

@@ -145,9 +145,11 @@ class ModelRunner:
         lengths = torch.tensor([len(x) for x in inputs], device=device)
         logits = prefill(model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
 
-        local = lambda rows: torch.tensor(rows, device=device) - first_row  # noqa: E731
+        def batch_rows(which: int) -> torch.Tensor:  # cache rows -> rows of this prefill batch
+            return torch.tensor([seq.rows[which] - first_row for seq in seqs], device=device)
+
         cfg = torch.tensor([seq.request.cfg_scale for seq in seqs], device=device)
-        guided = guide(logits, local([s.rows[0] for s in seqs]), local([s.rows[-1] for s in seqs]), cfg)
+        guided = guide(logits, batch_rows(0), batch_rows(-1), cfg)
         slots = torch.tensor([seq.slot for seq in seqs], device=device)
         offsets = torch.tensor([seq.request.n_prefix_frames + 1 for seq in seqs], device=device)
         sampling = SamplingBatch.from_params([s.request.sampling for s in seqs], [s.seed for s in seqs], device)
