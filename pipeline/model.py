@@ -34,6 +34,7 @@ MASK_TOKEN = 1025
 VOCAB_SIZE = 1026  # codes, EOS, MASK: what the embeddings take
 HEAD_SIZE = 1025  # the heads never predict MASK
 FRAME_RATE = 44100 / 512
+MAX_FRAMES = 86 * 30  # the reference's cap: 30 s of audio per call
 
 RANDOM_TINY = "random-tiny"
 RANDOM_1B6 = "zonos-1.6b-random"

@@ -8,14 +8,13 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.model import CODEBOOK_SIZE, FRAME_RATE, N_CODEBOOKS
+from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
 from pipeline.text import PHONEME_VOCAB_SIZE, check_language
 
 SPEAKER_DIM = 128
 # happiness, sadness, disgust, fear, surprise, anger, other, neutral
 DEFAULT_EMOTION = (0.3077, 0.0256, 0.0256, 0.0256, 0.0256, 0.0256, 0.2564, 0.3077)
 ConditionerKey = Literal["speaker", "emotion", "fmax", "pitch_std", "speaking_rate", "language_id"]
-MAX_REFERENCE_FRAMES = int(FRAME_RATE) * 30  # the reference's 30 s cap
 
 
 class SamplingParams(BaseModel):
@@ -51,7 +50,7 @@ class GenerationRequest(BaseModel):
     speaking_rate: float = Field(15.0, ge=0.0, le=40.0)
     unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
     cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
-    max_new_tokens: int = Field(MAX_REFERENCE_FRAMES, ge=1)
+    max_new_tokens: int = Field(MAX_FRAMES, ge=1)
     audio_prefix_codes: list[list[int]] | None = Field(
         None, description="Codes of audio to continue from: 9 lists of P codes in 0..1023."
     )

@@ -1,0 +1,279 @@
+"""Generated segments to one waveform, and that waveform to the bytes of an HTTP response.
+
+Audio here is mono float32 at nominally [-1, 1]. Joining never clips (a later gain stage may
+still want the headroom); encoding clips, because every format below stores bounded samples.
+
+Every container and codec is FFmpeg's, through PyAV, so the files are what players expect:
+
+| format | container / codec          | decodes to           | when streamed                                       |
+|--------|----------------------------|----------------------|-----------------------------------------------------|
+| wav    | RIFF WAVE, 16-bit PCM      | input rate, exact    | RIFF and data sizes 0xFFFFFFFF ("to the end")       |
+| flac   | native FLAC, 16-bit        | input rate, exact    | STREAMINFO total samples 0 ("unknown"), MD5 zero    |
+| mp3    | MP3, LAME, 128 kb/s        | input rate           | no LAME gapless tag: decodes 25-53 ms longer        |
+| opus   | Ogg Opus, libopus, 64 kb/s | 48 kHz (Opus's rate) | the same bytes as the whole file                    |
+| aac    | ADTS AAC-LC, 128 kb/s      | input rate           | the same bytes; 23-47 ms longer (ADTS has no        |
+|        |                            |                      | field for the 1024 priming samples), whole or not   |
+| pcm    | raw s16le, no header       | input rate, exact    | the same bytes                                      |
+
+The headers that need the total length (wav, flac, mp3's gapless tag) are written with
+placeholders and patched at the end when the output can seek (`encode_audio`); a stream can't
+seek back, so `StreamingEncoder` leaves FFmpeg's "unknown" values. Decoders read such a wav to
+the end of the data (soundfile and FFmpeg both do), and FFmpeg and libFLAC decode such a flac
+in full; python-soundfile (0.14) opens it but fails on its last read, because it seeks after
+every read and libsndfile can't seek in a FLAC of unknown length.
+
+Empty audio gives a header-only wav, flac, mp3 or Ogg file and no bytes at all for aac and pcm;
+opus also drops audio shorter than ~2 ms, which its resampler doesn't flush.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fractions import Fraction
+from itertools import pairwise
+
+import av
+import numpy as np
+
+SAMPLE_RATE = 44100  # Zonos v0.1's DAC decoder
+
+
+class AudioFormat(StrEnum):
+    WAV = "wav"
+    FLAC = "flac"
+    MP3 = "mp3"
+    OPUS = "opus"
+    AAC = "aac"
+    PCM = "pcm"
+
+
+FORMATS: tuple[str, ...] = tuple(fmt.value for fmt in AudioFormat)
+
+MEDIA_TYPES: dict[str, str] = {
+    AudioFormat.WAV: "audio/wav",
+    AudioFormat.FLAC: "audio/flac",
+    AudioFormat.MP3: "audio/mpeg",
+    AudioFormat.OPUS: "audio/ogg",
+    AudioFormat.AAC: "audio/aac",
+    AudioFormat.PCM: "audio/pcm",  # raw s16le mono at the request's rate; nothing in the bytes says so
+}
+
+_INT16_SCALE = 32767  # symmetric: +1.0 -> 32767, -1.0 -> -32767, nothing clips after np.clip
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """How one AudioFormat is made with FFmpeg."""
+
+    muxer: str
+    encoder: str
+    sample_format: str  # what we hand the encoder, so PyAV has no format to convert
+    bit_rate: int | None = None
+    rate: int | None = None  # the encoder's rate when it can't take the input's
+    muxer_options: dict[str, str] = field(default_factory=dict)
+
+
+_CODECS = {
+    AudioFormat.WAV: _Codec("wav", "pcm_s16le", "s16"),
+    # FFmpeg reserves 8 KiB of padding for tag editors by default: dead weight in a response
+    AudioFormat.FLAC: _Codec("flac", "flac", "s16", muxer_options={"metadata_header_padding": "0"}),
+    AudioFormat.MP3: _Codec("mp3", "libmp3lame", "fltp", bit_rate=128_000),
+    # libopus codes at 48 kHz whatever it's fed; resampling up front makes Ogg's granule
+    # positions trim the decoded output to exactly the input's duration. Ogg pages close
+    # every 100 ms (FFmpeg's default is 1 s) so a stream's first audio leaves early.
+    AudioFormat.OPUS: _Codec(
+        "ogg", "libopus", "flt", bit_rate=64_000, rate=48_000, muxer_options={"page_duration": "100000"}
+    ),
+    AudioFormat.AAC: _Codec("adts", "aac", "fltp", bit_rate=128_000),
+    AudioFormat.PCM: _Codec("s16le", "pcm_s16le", "s16"),
+}
+
+
+def _check_format(fmt: str) -> AudioFormat:
+    try:
+        return AudioFormat(fmt)
+    except ValueError:
+        raise ValueError(f"unknown audio format {fmt!r}; expected one of {', '.join(FORMATS)}") from None
+
+
+def _check_rate(sample_rate: int) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _check_samples(samples, what: str = "samples") -> np.ndarray:
+    """The samples as a 1-D finite float32 array (maybe the caller's own: never write to it)."""
+    array = np.asarray(samples)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be 1-D (mono), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{what} must be floating point in [-1, 1], got dtype {array.dtype}")
+    with np.errstate(over="ignore"):  # what float32 can't hold becomes inf, refused just below
+        array = array.astype(np.float32, copy=False)
+    bad = np.count_nonzero(~np.isfinite(array))
+    if bad:
+        raise ValueError(f"{what} hold {bad} non-finite values (NaN, inf, or beyond float32)")
+    return array
+
+
+def _ms_to_samples(ms: float, sample_rate: int, what: str) -> int:
+    if not math.isfinite(ms) or ms < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {ms!r}")
+    return round(ms * sample_rate / 1000)
+
+
+def join_segments(
+    segments, sample_rate: int = SAMPLE_RATE, pause_ms: float = 200, crossfade_ms: float = 0
+) -> np.ndarray:
+    """Lay segments end to end with pauses between them, optionally with equal-power fades.
+
+    Without a crossfade, `pause_ms` of silence separates consecutive segments. With one, the
+    last F samples of a segment are weighted by cos(θ) and the first F of the next by sin(θ),
+    θ_i = π/2 · (i + 0.5) / F, and the next segment starts `pause_ms` after the fade-out
+    starts. So at pause 0 the fades coincide sample for sample — an equal-power crossfade,
+    cos²θ + sin²θ = 1, that keeps the loudness of uncorrelated signals — and with a pause of
+    at least F they don't meet and pause − F of silence lies between them (between 0 and F,
+    they overlap by F − pause). F is `crossfade_ms`, clipped at each boundary to half of the
+    shorter neighbour, so a segment's own fade-in and fade-out never overlap.
+    """
+    arrays = [_check_samples(segment, f"segment {i}") for i, segment in enumerate(segments)]
+    if not arrays:
+        return np.zeros(0, np.float32)
+    starts, fades = segment_layout([len(a) for a in arrays], sample_rate, pause_ms, crossfade_ms)
+    out = np.zeros(starts[-1] + len(arrays[-1]), np.float32)
+    for i, (array, start) in enumerate(zip(arrays, starts, strict=True)):
+        weighted = array.copy()
+        if i > 0 and fades[i - 1]:
+            weighted[: fades[i - 1]] *= np.sin(_fade_angles(fades[i - 1]))
+        if i < len(fades) and fades[i]:
+            weighted[-fades[i] :] *= np.cos(_fade_angles(fades[i]))
+        out[start : start + len(weighted)] += weighted
+    return out
+
+
+def segment_layout(
+    lengths: list[int], sample_rate: int = SAMPLE_RATE, pause_ms: float = 200, crossfade_ms: float = 0
+) -> tuple[list[int], list[int]]:
+    """Where join_segments puts each segment (start sample) and the fade length at each boundary."""
+    sample_rate = _check_rate(sample_rate)
+    pause = _ms_to_samples(pause_ms, sample_rate, "pause_ms")
+    crossfade = _ms_to_samples(crossfade_ms, sample_rate, "crossfade_ms")
+    fades = [min(crossfade, a // 2, b // 2) for a, b in pairwise(lengths)]
+    starts = [0]
+    for length, fade in zip(lengths[:-1], fades, strict=True):
+        starts.append(starts[-1] + length + pause - fade)
+    return starts, fades
+
+
+def _fade_angles(n: int) -> np.ndarray:
+    return (np.pi / 2 * (np.arange(n) + 0.5) / n).astype(np.float32)
+
+
+class _Encoder:
+    """One FFmpeg muxer and encoder writing to `file`; seekable files get complete headers."""
+
+    def __init__(self, fmt: AudioFormat, sample_rate: int, file) -> None:
+        codec = _CODECS[fmt]
+        encoder_rate = codec.rate or sample_rate
+        supported = av.Codec(codec.encoder, "w").audio_rates
+        if supported and encoder_rate not in supported:
+            raise ValueError(
+                f"{fmt} can't encode at {sample_rate} Hz; it takes {', '.join(map(str, sorted(supported)))}"
+            )
+        self._sample_rate = sample_rate
+        self._sample_format = codec.sample_format
+        self._written = 0
+        self._container = av.open(file, mode="w", format=codec.muxer, container_options=codec.muxer_options)
+        # bitexact: no encoder-version tags, so wav gets the canonical 44-byte header and equal
+        # input gives equal bytes. flush_packets: every packet reaches `file` at once, so a
+        # stream can be drained after each write.
+        self._container.flags |= av.container.Flags.bitexact.value | av.container.Flags.flush_packets.value
+        self._stream = self._container.add_stream(codec.encoder, rate=encoder_rate, layout="mono")
+        self._stream.format = codec.sample_format
+        if codec.bit_rate:
+            self._stream.bit_rate = codec.bit_rate
+        # PyAV writes the header on the first packet; write it now so that audio too short to
+        # make a packet still gives a valid (empty) file.
+        self._container.start_encoding()
+
+    def encode(self, samples: np.ndarray) -> None:
+        """Encode finite float32 samples; PyAV cuts them into the encoder's frame size (and
+        resamples them for opus), keeping what doesn't fill a frame for the next call."""
+        clipped = np.clip(samples, -1.0, 1.0)
+        if self._sample_format == "s16":
+            clipped = np.rint(clipped * _INT16_SCALE).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(clipped[np.newaxis], format=self._sample_format, layout="mono")
+        frame.sample_rate = self._sample_rate
+        frame.time_base = Fraction(1, self._sample_rate)
+        frame.pts = self._written
+        self._written += len(samples)
+        self._container.mux(self._stream.encode(frame))
+
+    def finish(self) -> None:
+        """Flush the encoder's held-back audio and write the trailer."""
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+
+
+def encode_audio(samples, sample_rate: int, fmt: str) -> bytes:
+    """A complete file of `fmt` holding the samples (clipped to [-1, 1]), headers exact."""
+    fmt = _check_format(fmt)
+    sample_rate = _check_rate(sample_rate)
+    samples = _check_samples(samples)
+    file = io.BytesIO()  # seekable: FFmpeg patches lengths, STREAMINFO and gapless tags at the end
+    encoder = _Encoder(fmt, sample_rate, file)
+    if len(samples):
+        encoder.encode(samples)
+    encoder.finish()
+    return file.getvalue()
+
+
+class _StreamSink:
+    """A write-only file with no seek: FFmpeg writes to it as it would to a socket."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def write(self, data) -> int:
+        self._buffer += data
+        return len(data)
+
+    def drain(self) -> bytes:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+class StreamingEncoder:
+    """Encode audio as it is generated: each write returns the bytes that are ready.
+
+    The concatenation of everything `write` and `close` return is one valid file of `fmt`
+    (see the module docstring for what a stream's headers can't know). Encoders hold back
+    less than a frame (and Ogg up to a 100 ms page) until more audio or `close` comes.
+    """
+
+    def __init__(self, fmt: str, sample_rate: int) -> None:
+        fmt = _check_format(fmt)
+        sample_rate = _check_rate(sample_rate)
+        self._sink = _StreamSink()
+        self._encoder: _Encoder | None = _Encoder(fmt, sample_rate, self._sink)
+
+    def write(self, samples) -> bytes:
+        """Encode a chunk of any length; returns the bytes now ready, maybe b""."""
+        if self._encoder is None:
+            raise ValueError("write() after close(): this stream is finished")
+        samples = _check_samples(samples)
+        if len(samples):
+            self._encoder.encode(samples)
+        return self._sink.drain()
+
+    def close(self) -> bytes:
+        """Finish the stream; returns its last bytes (b"" when already closed)."""
+        if self._encoder is not None:
+            self._encoder.finish()
+            self._encoder = None
+        return self._sink.drain()
