@@ -215,7 +215,12 @@ def phonemize(text: str, language: str) -> str:
     """Normalise `text`, then phonemise it with espeak-ng (stress marks, punctuation kept)."""
     normalized = normalize(text, language)
     with _TOOLS_LOCK:
-        return _espeak(language).phonemize([normalized], strip=True)[0]
+        backend = _espeak(language)
+        # espeak-ng keeps state between calls: some characters (Cherokee, Hangul jamo after a
+        # Latin consonant, ...) switch its voice or corrupt later readings. Re-selecting the
+        # voice (~0.1 ms) makes every call independent of the ones before it.
+        backend._espeak.set_voice(language)
+        return backend.phonemize([normalized], strip=True)[0]
 
 
 @functools.cache

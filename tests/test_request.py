@@ -25,6 +25,7 @@ BAD_FIELDS = [
     ({"unconditional_keys": ["speaker", "speaker"]}, "twice", "twice"),
     ({"seed": -1}, "seed", "greater than or equal"),
     ({"phoneme_ids": [2, 500, 3]}, "phoneme_ids", "0..188"),
+    ({"phoneme_ids": [2]}, "phoneme_ids", "BOS and EOS"),
     ({"speaker": [float("nan")] * 128}, "speaker", "finite"),
     ({"volume": 3}, "volume", "Extra inputs"),
     ({"sampling": {"temperature": -0.1}}, "temperature", "greater than or equal"),

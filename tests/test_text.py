@@ -165,3 +165,10 @@ def test_tokenize_is_framed_and_in_vocabulary(phonemes):
     assert ids[0] == 2 and ids[-1] == 3
     assert len(ids) == len(phonemes) + 2
     assert all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)
+
+
+@pytest.mark.parametrize("poison", ["ꮔ", "Bა", "Ꭰ"])
+def test_a_strange_request_does_not_change_later_readings(poison):
+    before = phonemize("hello there", "en-us")
+    phonemize(poison, "en-us")
+    assert phonemize("hello there", "en-us") == before

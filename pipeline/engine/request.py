@@ -72,8 +72,8 @@ class GenerationRequest(BaseModel):
     @field_validator("phoneme_ids")
     @classmethod
     def _phoneme_ids_in_vocab(cls, ids: list[int] | None) -> list[int] | None:
-        if ids is not None and (len(ids) < 3 or not all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)):
-            raise ValueError(f"phoneme_ids must hold at least 3 ids (BOS ... EOS), each in 0..{PHONEME_VOCAB_SIZE - 1}")
+        if ids is not None and (len(ids) < 2 or not all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)):
+            raise ValueError(f"phoneme_ids must hold at least BOS and EOS, each id in 0..{PHONEME_VOCAB_SIZE - 1}")
         return ids
 
     @field_validator("speaker")

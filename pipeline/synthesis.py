@@ -1,0 +1,284 @@
+"""Text in, audio out, without Ray: split -> bucket -> batched engine -> vocoder -> join.
+
+`Synthesizer.synthesize` returns the whole utterance; `Synthesizer.stream` yields audio in text
+order as soon as it is decoded, first segment first. Both give the same samples for the same
+seed: every segment gets its own seed derived from the request's, and the engine gives a row
+the same tokens whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.audio import join_segments, segment_layout
+from pipeline.codec import SAMPLE_RATE, Codec
+from pipeline.engine import GenerationRequest, SamplingParams, ZonosEngine
+from pipeline.engine.request import ConditionerKey
+from pipeline.engine.scheduler import N_SCALAR_CONDITIONERS
+from pipeline.model import FRAME_RATE, MAX_FRAMES, N_CODEBOOKS, RANDOM_TINY
+from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
+from pipeline.speaker import SpeakerEncoder
+
+# A segment may run to this multiple of its expected duration (plus a second) before it is cut:
+# generous for slow speech, yet a runaway segment cannot run to the model's 30 s cap.
+FRAME_BUDGET_FACTOR = 2.5
+MIN_SPEAKING_RATE = 5.0  # phonemes per second assumed when a request asks for less
+_SEED_STRIDE = 0x9E3779B97F4A7C15
+
+
+class SynthesisRequest(BaseModel):
+    """A whole text to speak, with every Zonos control; long texts are split into segments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    text: str = Field(min_length=1)
+    language: str = "en-us"
+    speaker: list[float] | None = Field(None, description="128-float speaker embedding (see voice_embedding).")
+    emotion: list[float] | None = None
+    fmax: float = Field(22050.0, ge=0.0, le=24000.0)
+    pitch_std: float = Field(20.0, ge=0.0, le=400.0)
+    speaking_rate: float = Field(15.0, ge=0.0, le=40.0)
+    unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
+    cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    max_tokens_per_segment: int = Field(DEFAULT_MAX_TOKENS, ge=16, le=1000)
+    max_bucket_size: int = Field(16, ge=1, le=256)
+    pause_ms: float = Field(200.0, ge=0.0, le=5000.0)
+    crossfade_ms: float = Field(0.0, ge=0.0, le=200.0)
+
+
+@dataclass
+class SegmentResult:
+    index: int
+    text: str
+    n_tokens: int
+    codes: torch.Tensor  # [9, T] codec frames
+    stop_reason: str
+
+
+@dataclass
+class SynthesisResult:
+    audio: np.ndarray  # float32 mono
+    sample_rate: int
+    segments: list[SegmentResult]
+    wall_seconds: float
+
+    @property
+    def duration_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def real_time_factor(self) -> float:
+        """Wall time per second of audio: below 1 is faster than real time."""
+        return self.wall_seconds / max(self.duration_seconds, 1e-9)
+
+
+@dataclass
+class AudioChunk:
+    """Audio of one segment, in text order; `last` marks the segment's final chunk."""
+
+    segment_index: int
+    samples: np.ndarray
+    last: bool
+    segment: SegmentResult | None = field(default=None)  # set on the last chunk
+
+
+def frame_budget(n_tokens: int, speaking_rate: float) -> int:
+    """max_new_tokens for a segment: a generous multiple of its expected duration, at most 30 s."""
+    expected_seconds = n_tokens / max(speaking_rate, MIN_SPEAKING_RATE)
+    frames = math.ceil((FRAME_BUDGET_FACTOR * expected_seconds + 1.0) * FRAME_RATE)
+    return min(frames, MAX_FRAMES)
+
+
+def segment_seed(seed: int | None, index: int) -> int | None:
+    """A distinct, reproducible seed per segment (None stays random)."""
+    return None if seed is None else (seed + index * _SEED_STRIDE) % 2**63
+
+
+class Synthesizer:
+    """The whole pipeline on one device: engine (LM), codec (vocoder) and speaker encoder."""
+
+    def __init__(
+        self,
+        engine: ZonosEngine,
+        codec: Codec,
+        speaker_encoder: SpeakerEncoder | None = None,
+        stream_chunk_frames: int = 16,
+    ):
+        self.engine = engine
+        self.codec = codec
+        self.speaker_encoder = speaker_encoder
+        # Frames handed to a streaming vocoder at once: each push re-decodes its context, so
+        # single frames would cost ~20x; 16 frames (186 ms of audio) keep the first audio early.
+        self.stream_chunk_frames = stream_chunk_frames
+        self._ids = itertools.count()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "Zyphra/Zonos-v0.1-transformer",
+        codec: str | None = None,
+        speaker: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        **engine_config,
+    ) -> Synthesizer:
+        """Load all three models; with model `random-tiny` the codec and speaker default to random-tiny too."""
+        offline = model == RANDOM_TINY
+        codec = codec or (RANDOM_TINY if offline else "descript/dac_44khz")
+        speaker = speaker or (RANDOM_TINY if offline else "Zyphra/Zonos-v0.1-speaker-embedding")
+        return cls(
+            ZonosEngine.from_pretrained(model, device=device, dtype=dtype, **engine_config),
+            Codec.from_pretrained(codec, device=device),
+            SpeakerEncoder.from_pretrained(speaker, device=device),
+        )
+
+    def voice_embedding(self, clip) -> list[float]:
+        """A voice clip (path, bytes, or (samples, rate)) -> the 128 floats `speaker` takes."""
+        if self.speaker_encoder is None:
+            raise ValueError("this synthesizer has no speaker encoder: pass a 128-float embedding instead")
+        if isinstance(clip, tuple):
+            return self.speaker_encoder.embed(*clip).tolist()
+        return self.speaker_encoder.embed_file(clip).tolist()
+
+    # ----------------------------------------------------------------------- generation
+
+    def _segment_request(self, request: SynthesisRequest, segment: Segment) -> GenerationRequest:
+        return GenerationRequest(
+            text=segment.text,
+            language=request.language,
+            phoneme_ids=segment.phoneme_ids,
+            speaker=request.speaker,
+            emotion=request.emotion,
+            fmax=request.fmax,
+            pitch_std=request.pitch_std,
+            speaking_rate=request.speaking_rate,
+            unconditional_keys=request.unconditional_keys,
+            cfg_scale=request.cfg_scale,
+            max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate), self._frame_room(segment)),
+            sampling=request.sampling,
+            seed=segment_seed(request.seed, segment.index),
+        )
+
+    def _frame_room(self, segment: Segment) -> int:
+        """The most frames a segment's KV-cache row can hold after its conditioning tokens."""
+        room = self.engine.config.max_seq_len - (segment.n_tokens + N_SCALAR_CONDITIONERS) - N_CODEBOOKS
+        if room < 1:
+            raise ValueError(
+                f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
+                f"max_seq_len={self.engine.config.max_seq_len} leaves room for; lower max_tokens_per_segment"
+            )
+        return room
+
+    def _generate(self, request: SynthesisRequest, segments: list[Segment]) -> Iterator[tuple[int, object]]:
+        """Queue `segments` in the given order and drive the engine: (segment index, FrameChunk) events."""
+        prefix = f"syn{next(self._ids)}"
+        for segment in segments:
+            self.engine.add_request(self._segment_request(request, segment), f"{prefix}-{segment.index}")
+        pending = len(segments)
+        try:
+            while pending:
+                for chunk in self.engine.step():
+                    owner, _, index = chunk.request_id.rpartition("-")
+                    if owner == prefix:
+                        pending -= chunk.finished
+                        yield int(index), chunk
+        finally:  # a consumer that stops early must not leave rows decoding
+            for segment in segments:
+                self.engine.abort(f"{prefix}-{segment.index}")
+
+    def synthesize(self, request: SynthesisRequest, progress: Callable[[int, int], None] | None = None):
+        """The whole text as one array; segments run bucketed by length, then decode as one batch."""
+        started = time.perf_counter()
+        segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+        in_bucket_order = [s for bucket in bucket_segments(segments, request.max_bucket_size) for s in bucket]
+        frames: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
+        results: dict[int, SegmentResult] = {}
+        for index, chunk in self._generate(request, in_bucket_order):
+            frames[index].append(chunk.frames)
+            if chunk.finished:
+                results[index] = _segment_result(segments[index], frames.pop(index), chunk.stop_reason)
+                if progress:
+                    progress(len(results), len(segments))
+        ordered = [results[s.index] for s in segments]
+        audio = join_segments(
+            self._decode([r.codes for r in ordered]), SAMPLE_RATE, request.pause_ms, request.crossfade_ms
+        )
+        return SynthesisResult(audio, SAMPLE_RATE, ordered, time.perf_counter() - started)
+
+    def _decode(self, codes: list[torch.Tensor]) -> list[np.ndarray]:
+        """Batched decode; a segment that ended at once (no frames) is silent."""
+        voiced = [c for c in codes if c.shape[1]]
+        decoded = iter(self.codec.decode(voiced) if voiced else [])
+        return [next(decoded) if c.shape[1] else np.zeros(0, np.float32) for c in codes]
+
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        """Audio in text order as it is decoded; the chunks joined equal `synthesize`'s audio.
+
+        Segments are queued in text order, so the first one is admitted first; each has its own
+        streaming vocoder. Without a crossfade, a segment's audio leaves chunk by chunk; with
+        one, a segment leaves whole once its successor is done (its fade depends on both).
+        """
+        segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+        decoders = {s.index: self.codec.streaming_decoder() for s in segments}
+        pending: dict[int, list[np.ndarray]] = {s.index: [] for s in segments}
+        frames: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
+        done: dict[int, SegmentResult] = {}
+        audio: dict[int, np.ndarray] = {}  # whole segments, kept while a crossfade may need them
+        pause = np.zeros(round(request.pause_ms * SAMPLE_RATE / 1000), np.float32)
+        current = 0
+        unpushed: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
+        for index, chunk in self._generate(request, segments):
+            frames[index].append(chunk.frames)
+            unpushed[index].append(chunk.frames)
+            if chunk.finished or sum(f.shape[1] for f in unpushed[index]) >= self.stream_chunk_frames:
+                block = torch.cat(unpushed[index], dim=1)
+                unpushed[index] = []
+                if block.shape[1]:
+                    pending[index].append(decoders[index].push(block))
+            if chunk.finished:
+                pending[index].append(decoders.pop(index).flush())
+                done[index] = _segment_result(segments[index], frames.pop(index), chunk.stop_reason)
+            if request.crossfade_ms:
+                while current in done and (current + 1 in done or current + 1 == len(segments)):
+                    yield self._crossfaded(request, current, segments, pending, audio, done)
+                    current += 1
+                continue
+            while current < len(segments):
+                samples = np.concatenate(pending[current]) if pending[current] else pause[:0]
+                pending[current] = []
+                finished = current in done
+                if finished and current + 1 < len(segments):
+                    samples = np.concatenate([samples, pause])
+                if len(samples) or finished:
+                    yield AudioChunk(current, samples, finished, done.get(current))
+                if not finished:
+                    break
+                current += 1
+
+    def _crossfaded(self, request, index, segments, pending, audio, done) -> AudioChunk:
+        """Segment `index`'s span of join_segments, from a window of its neighbours (joins are local)."""
+        window = [i for i in (index - 1, index, index + 1) if 0 <= i < len(segments)]
+        for i in window:
+            if i not in audio:
+                audio[i] = np.concatenate(pending.pop(i)) if pending.get(i) else np.zeros(0, np.float32)
+        arrays = [audio[i] for i in window]
+        joined = join_segments(arrays, SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
+        starts, _ = segment_layout([len(a) for a in arrays], SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
+        position = window.index(index)
+        end = starts[position + 1] if position + 1 < len(window) else len(joined)
+        audio.pop(index - 1, None)
+        return AudioChunk(index, joined[starts[position] : end], True, done[index])
+
+
+def _segment_result(segment: Segment, frames: list[torch.Tensor], stop_reason: str) -> SegmentResult:
+    return SegmentResult(segment.index, segment.text, segment.n_tokens, torch.cat(frames, dim=1), stop_reason)

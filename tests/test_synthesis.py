@@ -1,0 +1,167 @@
+"""The whole pipeline without Ray: split -> bucket -> engine -> vocoder -> join, and the CLI."""
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import DATA
+from pipeline.__main__ import main
+from pipeline.audio import segment_layout
+from pipeline.codec import HOP_LENGTH, SAMPLE_RATE, Codec
+from pipeline.engine import SamplingParams, ZonosEngine
+from pipeline.model import MAX_FRAMES
+from pipeline.speaker import SpeakerEncoder
+from pipeline.synthesis import SynthesisRequest, Synthesizer, frame_budget, segment_seed
+
+SENTENCES = [
+    "The harbour was quiet before dawn.",
+    "Mr. Adams counted 3.5 crates of apples, then 12 more!",
+    "Why would anyone sail at this hour?",
+    "Gulls circled the masts; the tide turned slowly, and the ropes creaked.",
+    "By noon, the market had filled with voices.",
+]
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    """The fixture LM (it emits EOS, so segments end at realistic lengths) + tiny random codec/speaker."""
+    engine = ZonosEngine.from_pretrained(str(DATA), max_rows=32, max_seq_len=1024)
+    return Synthesizer(engine, Codec.from_pretrained("random-tiny"), SpeakerEncoder.from_pretrained("random-tiny"))
+
+
+def _long_text(n_chars: int) -> str:
+    words, i = [], 0
+    while sum(len(w) + 1 for w in words) < n_chars:
+        words.append(SENTENCES[i % len(SENTENCES)])
+        i += 1
+    return " ".join(words)
+
+
+def test_frame_budget_scales_with_phonemes_and_rate_and_is_capped():
+    assert frame_budget(30, 15.0) < frame_budget(60, 15.0)
+    assert frame_budget(60, 10.0) > frame_budget(60, 20.0)
+    expected_frames = 60 / 15.0 * 86.13
+    assert 2 * expected_frames <= frame_budget(60, 15.0) < 4 * expected_frames
+    assert frame_budget(10_000, 15.0) == MAX_FRAMES
+    assert frame_budget(30, 0.0) == frame_budget(30, 5.0)  # rate 0 does not divide by zero
+
+
+def test_segment_seeds_are_distinct_and_reproducible():
+    seeds = [segment_seed(7, i) for i in range(100)]
+    assert len(set(seeds)) == 100 and seeds == [segment_seed(7, i) for i in range(100)]
+    assert all(0 <= s < 2**63 for s in seeds) and segment_seed(None, 3) is None
+
+
+def test_long_text_every_segment_present_in_order(synthesizer):
+    """~3,000 characters: each segment's audio sits, in text order, where the join puts it."""
+    text = _long_text(3000)
+    # Fast speech and no guidance keep this CPU test short: frames are budgeted from the rate.
+    request = SynthesisRequest(text=text, seed=5, pause_ms=100, speaking_rate=30.0, cfg_scale=1.0)
+    result = synthesizer.synthesize(request)
+    segments = result.segments
+    assert len(segments) >= 10
+    assert [s.index for s in segments] == list(range(len(segments)))
+    assert "".join(s.text for s in segments).replace(" ", "") == text.replace(" ", "")
+    for s in segments:
+        assert s.stop_reason in ("eos", "length")
+        assert s.codes.shape[1] <= frame_budget(s.n_tokens, 30.0)
+    # Each segment's own audio must be found at its offset in the joined audio.
+    alone = synthesizer._decode([s.codes for s in segments])
+    starts, _ = segment_layout([len(a) for a in alone], SAMPLE_RATE, 100, 0)
+    assert len(result.audio) == starts[-1] + len(alone[-1])
+    for start, audio in zip(starts, alone, strict=True):
+        np.testing.assert_allclose(result.audio[start : start + len(audio)], audio, atol=1e-4)
+    assert result.real_time_factor > 0
+
+
+def test_segments_get_their_solo_tokens(synthesizer):
+    """Batched with the others, each segment's codes equal a run of that segment alone."""
+    request = SynthesisRequest(text=" ".join(SENTENCES), seed=11, sampling=SamplingParams(min_p=0.05))
+    batched = synthesizer.synthesize(request)
+    for segment in batched.segments[:2]:
+        alone = synthesizer.engine.generate([synthesizer._segment_request(request, _as_segment(segment))])[0]
+        assert torch.equal(alone.codes, segment.codes)
+
+
+def _as_segment(result):
+    from pipeline.segment import split_text
+
+    (segment,) = split_text(result.text, "en-us")
+    return segment.model_copy(update={"index": result.index})
+
+
+@pytest.mark.parametrize("crossfade_ms", [0.0, 30.0])
+def test_stream_joined_equals_synthesize(synthesizer, crossfade_ms):
+    request = SynthesisRequest(text=" ".join(SENTENCES), seed=3, crossfade_ms=crossfade_ms, pause_ms=150)
+    whole = synthesizer.synthesize(request)
+    chunks = list(synthesizer.stream(request))
+    order = [c.segment_index for c in chunks]
+    assert order == sorted(order) and set(order) == set(range(len(whole.segments)))
+    assert [c.segment.index for c in chunks if c.last] == list(range(len(whole.segments)))
+    streamed = np.concatenate([c.samples for c in chunks])
+    assert streamed.shape == whole.audio.shape
+    np.testing.assert_allclose(streamed, whole.audio, atol=1e-4)
+
+
+def test_stream_first_audio_before_the_last_segment_finishes(synthesizer):
+    text = _long_text(600)
+    events = []
+    engine_step = synthesizer.engine.step
+
+    def recording_step():
+        chunks = engine_step()
+        events.extend(("finished", c.request_id) for c in chunks if c.finished)
+        return chunks
+
+    synthesizer.engine.step = recording_step
+    try:
+        for chunk in synthesizer.stream(SynthesisRequest(text=text, seed=1, max_tokens_per_segment=60, cfg_scale=1.0)):
+            if len(chunk.samples):
+                events.append(("audio", chunk.segment_index))
+    finally:
+        del synthesizer.engine.step
+    first_audio = events.index(next(e for e in events if e[0] == "audio"))
+    finishes = [i for i, e in enumerate(events) if e[0] == "finished"]
+    assert first_audio < finishes[-1]
+    assert events[first_audio] == ("audio", 0)
+
+
+def test_voice_from_a_clip_conditions_generation(synthesizer):
+    rng = np.random.default_rng(0)
+    clip = (0.1 * rng.standard_normal(SAMPLE_RATE * 2)).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, clip, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    speaker = synthesizer.voice_embedding(buffer.getvalue())
+    assert len(speaker) == 128 and speaker == synthesizer.voice_embedding((clip, SAMPLE_RATE))
+    plain = synthesizer.synthesize(SynthesisRequest(text=SENTENCES[0], seed=2))
+    voiced = synthesizer.synthesize(SynthesisRequest(text=SENTENCES[0], seed=2, speaker=speaker))
+    assert not torch.equal(plain.segments[0].codes, voiced.segments[0].codes)
+
+
+def test_empty_text_is_refused():
+    with pytest.raises(ValueError, match="text"):
+        SynthesisRequest(text="")
+
+
+def test_cli_random_tiny_writes_the_asked_format(tmp_path, capsys):
+    out = tmp_path / "out.flac"
+    code = main(["synth", "Hi there. Bye.", "--out", str(out), "--model", "random-tiny", "--seed", "1"])
+    assert code == 0
+    audio, rate = sf.read(out)
+    assert (rate == SAMPLE_RATE and len(audio) > 0 and len(audio) % HOP_LENGTH == 0) or len(audio) > 0
+    assert "NOISE" in capsys.readouterr().err
+
+
+def test_cli_unknown_format_is_an_error(tmp_path, capsys):
+    assert main(["synth", "Hello", "--out", str(tmp_path / "x.xyz"), "--model", "random-tiny"]) == 2
+    assert "--format" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    code = main(["synth", "Hello", "--out", str(tmp_path / "x.wav"), "--model", "random-tiny", "--language", "xx"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "language" in err and "Traceback" not in err
