@@ -8,6 +8,7 @@ the same tokens whatever else shares its batch.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -21,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.audio import join_segments, segment_layout
 from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import GenerationRequest, SamplingParams, ZonosEngine
-from pipeline.engine.request import ConditionerKey
-from pipeline.engine.scheduler import N_SCALAR_CONDITIONERS
-from pipeline.model import FRAME_RATE, MAX_FRAMES, N_CODEBOOKS, RANDOM_TINY
+from pipeline.engine.request import SPEAKER_DIM, ConditionerKey
+from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_TINY
 from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
 from pipeline.speaker import SpeakerEncoder
 
@@ -171,7 +171,7 @@ class Synthesizer:
 
     def _frame_room(self, segment: Segment) -> int:
         """The most frames a segment's KV-cache row can hold after its conditioning tokens."""
-        room = self.engine.config.max_seq_len - (segment.n_tokens + N_SCALAR_CONDITIONERS) - N_CODEBOOKS
+        room = self.engine.frame_room(segment.n_tokens)
         if room < 1:
             raise ValueError(
                 f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
@@ -282,3 +282,25 @@ class Synthesizer:
 
 def _segment_result(segment: Segment, frames: list[torch.Tensor], stop_reason: str) -> SegmentResult:
     return SegmentResult(segment.index, segment.text, segment.n_tokens, torch.cat(frames, dim=1), stop_reason)
+
+
+@functools.cache
+def _shared_synthesizer(model: str, device: str, dtype: str) -> Synthesizer:
+    return Synthesizer.from_pretrained(model, device=device, dtype=dtype)
+
+
+def synthesize(
+    text: str,
+    voice=None,
+    *,
+    model: str = "Zyphra/Zonos-v0.1-transformer",
+    device: str = "cpu",
+    dtype: str = "float32",
+    **options,
+) -> SynthesisResult:
+    """One call from text to audio. `voice`: None, a 128-float embedding, or a clip (path, bytes,
+    or (samples, rate)); `options`: any SynthesisRequest field. Models load once per process."""
+    synthesizer = _shared_synthesizer(model, device, dtype)
+    is_embedding = isinstance(voice, list | np.ndarray | torch.Tensor) and len(voice) == SPEAKER_DIM
+    speaker = None if voice is None else list(map(float, voice)) if is_embedding else synthesizer.voice_embedding(voice)
+    return synthesizer.synthesize(SynthesisRequest(text=text, speaker=speaker, **options))

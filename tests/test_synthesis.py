@@ -13,6 +13,7 @@ from pipeline.audio import segment_layout
 from pipeline.codec import HOP_LENGTH, SAMPLE_RATE, Codec
 from pipeline.engine import SamplingParams, ZonosEngine
 from pipeline.model import MAX_FRAMES
+from pipeline.segment import split_text
 from pipeline.speaker import SpeakerEncoder
 from pipeline.synthesis import SynthesisRequest, Synthesizer, frame_budget, segment_seed
 
@@ -81,16 +82,11 @@ def test_segments_get_their_solo_tokens(synthesizer):
     """Batched with the others, each segment's codes equal a run of that segment alone."""
     request = SynthesisRequest(text=" ".join(SENTENCES), seed=11, sampling=SamplingParams(min_p=0.05))
     batched = synthesizer.synthesize(request)
-    for segment in batched.segments[:2]:
-        alone = synthesizer.engine.generate([synthesizer._segment_request(request, _as_segment(segment))])[0]
-        assert torch.equal(alone.codes, segment.codes)
-
-
-def _as_segment(result):
-    from pipeline.segment import split_text
-
-    (segment,) = split_text(result.text, "en-us")
-    return segment.model_copy(update={"index": result.index})
+    segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+    assert len(segments) == len(batched.segments) > 2
+    for segment, result in list(zip(segments, batched.segments, strict=True))[:3]:
+        (alone,) = synthesizer.engine.generate([synthesizer._segment_request(request, segment)])
+        assert torch.equal(alone.codes, result.codes)
 
 
 @pytest.mark.parametrize("crossfade_ms", [0.0, 30.0])
@@ -165,3 +161,14 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "language" in err and "Traceback" not in err
+
+
+def test_one_call_synthesize_with_clip_or_embedding_or_none():
+    import pipeline
+
+    plain = pipeline.synthesize("Hello there.", model="random-tiny", seed=4, speaking_rate=30.0)
+    assert plain.sample_rate == SAMPLE_RATE and len(plain.audio) > 0
+    clip = (0.1 * np.random.default_rng(1).standard_normal(SAMPLE_RATE * 2)).astype(np.float32)
+    cloned = pipeline.synthesize("Hello there.", (clip, SAMPLE_RATE), model="random-tiny", seed=4, speaking_rate=30.0)
+    embedding = pipeline.synthesize("Hello there.", [0.01] * 128, model="random-tiny", seed=4, speaking_rate=30.0)
+    assert not np.array_equal(plain.audio, cloned.audio) and not np.array_equal(plain.audio, embedding.audio)

@@ -10,6 +10,11 @@ from pipeline.engine.request import GenerationRequest
 N_SCALAR_CONDITIONERS = 6  # speaker, emotion, fmax, pitch_std, speaking_rate, language_id: one token each
 
 
+def cache_positions(n_phoneme_ids: int, n_prefix_frames: int, max_new_tokens: int) -> int:
+    """KV-cache positions a request can use: conditioning tokens + every delayed position it feeds."""
+    return n_phoneme_ids + N_SCALAR_CONDITIONERS + n_prefix_frames + max_new_tokens + 9
+
+
 @dataclass(eq=False)
 class Sequence:
     """The host-side state of one request from admission to its last frame."""
@@ -40,7 +45,7 @@ class Sequence:
     @property
     def max_len(self) -> int:
         """The most cache positions the row can use: conditioning + every delayed position."""
-        return self.prefix_len + self.request.n_prefix_frames + self.request.max_new_tokens + 9
+        return cache_positions(len(self.phoneme_ids), self.request.n_prefix_frames, self.request.max_new_tokens)
 
     @property
     def position(self) -> int:
