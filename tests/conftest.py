@@ -1,8 +1,10 @@
 """Shared fixtures: the reference's golden data (copied from shared/fixtures/zonos-tiny) and engines."""
 
 import json
+import shutil
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -48,3 +50,19 @@ def reference_delayed(golden, index: int) -> torch.Tensor:
     for k in range(9):
         delayed[k, k + 1 : k + 1 + codes.shape[1]] = codes[k]
     return delayed
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE=1 with an empty HF_HOME cache (huggingface_hub reads both at import time)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def warm_hub_cache(hub: Path, repo: str, files: Path) -> None:
+    """Lay `files` out in the hub cache as huggingface_hub leaves a downloaded repo."""
+    repo_dir = hub / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(files, repo_dir / "snapshots" / "0123abcd")
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text("0123abcd")

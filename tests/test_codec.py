@@ -1,9 +1,7 @@
 """The DAC codec: windowed and streaming decodes equal the whole-sequence decode, with bounded windows."""
 
 import copy
-import shutil
 
-import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,7 @@ from hypothesis import strategies as st
 from transformers import DacConfig, DacModel
 from transformers.models.dac.modeling_dac import DacDecoder
 
+from conftest import warm_hub_cache
 from pipeline.codec import (
     HOP_LENGTH,
     PUBLISHED_REPO,
@@ -240,14 +239,6 @@ def test_missing_directory_is_a_clear_error(tmp_path):
         Codec.from_pretrained(str(tmp_path))  # exists, but empty
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """HF_HUB_OFFLINE=1 with an empty HF_HOME cache (huggingface_hub reads both at import time)."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tmp_path / "hub"
-
-
 def test_unreachable_repo_names_the_repo_and_the_local_directory_way(offline_hub):
     with pytest.raises(WeightsUnavailableError) as error:
         Codec.from_pretrained(PUBLISHED_REPO)
@@ -256,10 +247,7 @@ def test_unreachable_repo_names_the_repo_and_the_local_directory_way(offline_hub
 
 def test_repo_id_loads_from_a_warm_cache_offline(offline_hub, tiny, tmp_path):
     tiny.model.save_pretrained(tmp_path / "saved")
-    snapshot = offline_hub / "models--descript--dac_44khz" / "snapshots" / "0123abcd"
-    shutil.copytree(tmp_path / "saved", snapshot)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    warm_hub_cache(offline_hub, PUBLISHED_REPO, tmp_path / "saved")
     loaded = Codec.from_pretrained(PUBLISHED_REPO)
     assert all(torch.equal(a, b) for a, b in zip(loaded.model.parameters(), tiny.model.parameters(), strict=True))
 

@@ -3,12 +3,11 @@
 import json
 import shutil
 
-import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import CASES, DATA, case_request, reference_delayed
+from conftest import CASES, DATA, case_request, reference_delayed, warm_hub_cache
 from pipeline.engine import ZonosEngine
 from pipeline.engine.runner import conditioning_values, guide
 from pipeline.hub import WeightsUnavailableError
@@ -64,14 +63,6 @@ def test_missing_directory_files_name_what_is_missing(tmp_path):
         from_pretrained(str(tmp_path))
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """HF_HUB_OFFLINE=1 with an empty HF_HOME cache (huggingface_hub reads both at import time)."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tmp_path / "hub"
-
-
 def test_unreachable_repo_names_the_repo_and_the_local_directory_way(offline_hub):
     with pytest.raises(WeightsUnavailableError) as error:
         from_pretrained("Zyphra/Zonos-v0.1-transformer")
@@ -79,13 +70,11 @@ def test_unreachable_repo_names_the_repo_and_the_local_directory_way(offline_hub
     assert "local directory" in str(error.value)
 
 
-def test_repo_id_loads_from_a_warm_cache_offline(offline_hub, fp32_model):
-    snapshot = offline_hub / "models--Zyphra--Zonos-v0.1-transformer" / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
+def test_repo_id_loads_from_a_warm_cache_offline(offline_hub, fp32_model, tmp_path):
+    (tmp_path / "files").mkdir()
     for name in ("config.json", "model.safetensors"):
-        shutil.copy(DATA / name, snapshot / name)
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+        shutil.copy(DATA / name, tmp_path / "files" / name)
+    warm_hub_cache(offline_hub, "Zyphra/Zonos-v0.1-transformer", tmp_path / "files")
     model = from_pretrained("Zyphra/Zonos-v0.1-transformer")
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fp32_model.parameters(), strict=True))
 
