@@ -169,6 +169,71 @@ def segment_layout(
     return starts, fades
 
 
+class SegmentJoiner:
+    """join_segments as a stream: segment audio in (any order, in pieces), joined audio out in order.
+
+    Without a crossfade, the current segment's samples leave as they arrive and the pause after
+    a finished segment goes with its last piece. With one, a segment leaves whole once its
+    successor is finished, since the fade between them depends on both lengths; its span is
+    cut from join_segments over it and its neighbours (a join is local), so the pieces
+    concatenated equal join_segments of all segments.
+    """
+
+    def __init__(self, n_segments: int, sample_rate: int = SAMPLE_RATE, pause_ms: float = 200, crossfade_ms: float = 0):
+        self.n_segments, self.sample_rate = n_segments, _check_rate(sample_rate)
+        self.pause_ms, self.crossfade_ms = pause_ms, crossfade_ms
+        self._pause = np.zeros(_ms_to_samples(pause_ms, sample_rate, "pause_ms"), np.float32)
+        _ms_to_samples(crossfade_ms, sample_rate, "crossfade_ms")
+        self._pending: dict[int, list[np.ndarray]] = {}
+        self._whole: dict[int, np.ndarray] = {}  # finished segments a crossfade still needs
+        self._finished: set[int] = set()
+        self.current = 0  # the segment whose audio leaves next
+
+    def add(self, index: int, samples: np.ndarray, finished: bool = False) -> list[tuple[int, np.ndarray, bool]]:
+        """More samples of segment `index`; returns (segment, samples, segment done) pieces now final."""
+        self._pending.setdefault(index, []).append(_check_samples(samples, f"segment {index}"))
+        if finished:
+            self._finished.add(index)
+        return self._release_crossfaded() if self.crossfade_ms else self._release_plain()
+
+    def _take(self, index: int) -> np.ndarray:
+        pieces = self._pending.pop(index, [])
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def _release_plain(self) -> list[tuple[int, np.ndarray, bool]]:
+        out = []
+        while self.current < self.n_segments:
+            samples, done = self._take(self.current), self.current in self._finished
+            if done and self.current + 1 < self.n_segments:
+                samples = np.concatenate([samples, self._pause])
+            if len(samples) or done:
+                out.append((self.current, samples, done))
+            if not done:
+                break
+            self.current += 1
+        return out
+
+    def _release_crossfaded(self) -> list[tuple[int, np.ndarray, bool]]:
+        out = []
+        while self.current in self._finished and (
+            self.current + 1 in self._finished or self.current + 1 == self.n_segments
+        ):
+            index = self.current
+            window = [i for i in (index - 1, index, index + 1) if 0 <= i < self.n_segments]
+            for i in window:
+                if i not in self._whole:
+                    self._whole[i] = self._take(i)
+            arrays = [self._whole[i] for i in window]
+            joined = join_segments(arrays, self.sample_rate, self.pause_ms, self.crossfade_ms)
+            starts, _ = segment_layout([len(a) for a in arrays], self.sample_rate, self.pause_ms, self.crossfade_ms)
+            position = window.index(index)
+            end = starts[position + 1] if position + 1 < len(window) else len(joined)
+            out.append((index, joined[starts[position] : end], True))
+            self._whole.pop(index - 1, None)
+            self.current += 1
+        return out
+
+
 def _fade_angles(n: int) -> np.ndarray:
     return (np.pi / 2 * (np.arange(n) + 0.5) / n).astype(np.float32)
 

@@ -225,7 +225,7 @@ class Codec:
     def decode(self, codes: list[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
         """Float32 audio, 512 samples per frame, for each [n_codebooks, T] row; each as if decoded alone."""
         rows = [self._check_codes(row, f"codes[{i}]") for i, row in enumerate(codes)]
-        return self._decode_spans([(row, 0, row.shape[1]) for row in rows])
+        return self.decode_spans([(row, 0, row.shape[1]) for row in rows])
 
     def streaming_decoder(self) -> StreamingDecoder:
         return StreamingDecoder(self)
@@ -247,7 +247,7 @@ class Codec:
         return codes.to(device=self.device, dtype=torch.long)
 
     @torch.inference_mode()
-    def _decode_spans(self, spans: list[tuple[torch.Tensor, int, int]]) -> list[np.ndarray]:
+    def decode_spans(self, spans: list[Span]) -> list[np.ndarray]:
         """The samples of frames [a, b) of each span (codes, a, b), decoded in windows.
 
         A span's start or end may be a cut rather than the true sequence edge only where the
@@ -280,45 +280,70 @@ class Codec:
         return outputs
 
 
-class StreamingDecoder:
-    """Decode frames as they arrive; the concatenated outputs equal decoding all frames at once.
+Span = tuple[torch.Tensor, int, int]  # (codes [n_codebooks, L], keep from frame, keep to frame)
 
-    A frame's samples are final once context_frames frames after it are known, so push() returns
-    exactly those not returned yet, and flush() the rest (the true end). Between calls it keeps
-    only the frames still needed: the unreturned ones and context_frames before them.
+
+class StreamingSpans:
+    """Which span of frames to decode as frames arrive, so every returned frame is final.
+
+    A frame's samples are final once `context` frames after it are known (or the stream ended),
+    so push() names exactly the frames not returned yet that became final, with the context
+    they need; flush() the rest. It keeps only the frames still needed. The decoding itself
+    (Codec.decode_spans) is stateless, so it can run anywhere, e.g. a separate vocoder service.
     """
 
-    def __init__(self, codec: Codec):
-        self._codec = codec
-        self._frames = torch.empty((codec.n_codebooks, 0), dtype=torch.long, device=codec.device)
+    def __init__(self, context_frames: int, n_codebooks: int, device=None):
+        self._context = context_frames
+        self._frames = torch.empty((n_codebooks, 0), dtype=torch.long, device=device)
         self._offset = 0  # stream index of self._frames[:, 0]
-        self._returned = 0  # frames whose samples were returned
+        self._returned = 0  # frames whose span was handed out
         self._flushed = False
 
     @property
     def buffered_frames(self) -> int:
         return self._frames.shape[1]
 
-    def push(self, frames: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Add frames [n_codebooks, n] (n may be 0); return the samples that became final."""
+    def push(self, frames: torch.Tensor) -> Span | None:
+        """Add frames [n_codebooks, n] (n may be 0); the span that became final, if any."""
         if self._flushed:
-            raise RuntimeError("push() after flush(): the stream has ended; start a new streaming_decoder()")
-        frames = self._codec._check_codes(frames, "frames", allow_empty=True)
-        self._frames = torch.cat([self._frames, frames], dim=1)
-        return self._release(self._offset + self._frames.shape[1] - self._codec.context_frames)
+            raise RuntimeError("push() after flush(): the stream has ended; start a new stream")
+        self._frames = torch.cat([self._frames, frames.to(self._frames.device)], dim=1)
+        return self._release(self._offset + self._frames.shape[1] - self._context)
 
-    def flush(self) -> np.ndarray:
-        """End the stream: the samples of all frames not returned yet."""
+    def flush(self) -> Span | None:
+        """End the stream: the span of all frames not handed out yet."""
         self._flushed = True
         return self._release(self._offset + self._frames.shape[1])
 
-    def _release(self, upto: int) -> np.ndarray:
+    def _release(self, upto: int) -> Span | None:
         if upto <= self._returned:
-            return np.empty(0, dtype=np.float32)
+            return None
         span = (self._frames, self._returned - self._offset, upto - self._offset)
-        audio = self._codec._decode_spans([span])[0]
         self._returned = upto
-        drop = max(0, self._returned - self._codec.context_frames - self._offset)
+        drop = max(0, self._returned - self._context - self._offset)
         self._frames = self._frames[:, drop:]
         self._offset += drop
-        return audio
+        return span
+
+
+class StreamingDecoder:
+    """Decode frames as they arrive; the concatenated outputs equal decoding all frames at once."""
+
+    def __init__(self, codec: Codec):
+        self._codec = codec
+        self._spans = StreamingSpans(codec.context_frames, codec.n_codebooks, codec.device)
+
+    @property
+    def buffered_frames(self) -> int:
+        return self._spans.buffered_frames
+
+    def push(self, frames: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Add frames [n_codebooks, n] (n may be 0); return the samples that became final."""
+        return self._decode(self._spans.push(self._codec._check_codes(frames, "frames", allow_empty=True)))
+
+    def flush(self) -> np.ndarray:
+        """End the stream: the samples of all frames not returned yet."""
+        return self._decode(self._spans.flush())
+
+    def _decode(self, span: Span | None) -> np.ndarray:
+        return np.empty(0, dtype=np.float32) if span is None else self._codec.decode_spans([span])[0]

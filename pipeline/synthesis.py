@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.audio import join_segments, segment_layout
+from pipeline.audio import SegmentJoiner, join_segments
 from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import GenerationRequest, SamplingParams, ZonosEngine
 from pipeline.engine.request import SPEAKER_DIM, ConditionerKey
@@ -32,6 +32,7 @@ from pipeline.speaker import SpeakerEncoder
 FRAME_BUDGET_FACTOR = 2.5
 MIN_SPEAKING_RATE = 5.0  # phonemes per second assumed when a request asks for less
 _SEED_STRIDE = 0x9E3779B97F4A7C15
+_SILENCE = np.zeros(0, np.float32)
 
 
 class SynthesisRequest(BaseModel):
@@ -225,59 +226,27 @@ class Synthesizer:
         """Audio in text order as it is decoded; the chunks joined equal `synthesize`'s audio.
 
         Segments are queued in text order, so the first one is admitted first; each has its own
-        streaming vocoder. Without a crossfade, a segment's audio leaves chunk by chunk; with
-        one, a segment leaves whole once its successor is done (its fade depends on both).
+        streaming vocoder, fed `stream_chunk_frames` at a time. See SegmentJoiner for when
+        audio leaves with and without a crossfade.
         """
         segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+        joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
         decoders = {s.index: self.codec.streaming_decoder() for s in segments}
-        pending: dict[int, list[np.ndarray]] = {s.index: [] for s in segments}
         frames: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
-        done: dict[int, SegmentResult] = {}
-        audio: dict[int, np.ndarray] = {}  # whole segments, kept while a crossfade may need them
-        pause = np.zeros(round(request.pause_ms * SAMPLE_RATE / 1000), np.float32)
-        current = 0
         unpushed: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
+        done: dict[int, SegmentResult] = {}
         for index, chunk in self._generate(request, segments):
             frames[index].append(chunk.frames)
             unpushed[index].append(chunk.frames)
+            samples = []
             if chunk.finished or sum(f.shape[1] for f in unpushed[index]) >= self.stream_chunk_frames:
-                block = torch.cat(unpushed[index], dim=1)
+                samples.append(decoders[index].push(torch.cat(unpushed[index], dim=1)))
                 unpushed[index] = []
-                if block.shape[1]:
-                    pending[index].append(decoders[index].push(block))
             if chunk.finished:
-                pending[index].append(decoders.pop(index).flush())
+                samples.append(decoders.pop(index).flush())
                 done[index] = _segment_result(segments[index], frames.pop(index), chunk.stop_reason)
-            if request.crossfade_ms:
-                while current in done and (current + 1 in done or current + 1 == len(segments)):
-                    yield self._crossfaded(request, current, segments, pending, audio, done)
-                    current += 1
-                continue
-            while current < len(segments):
-                samples = np.concatenate(pending[current]) if pending[current] else pause[:0]
-                pending[current] = []
-                finished = current in done
-                if finished and current + 1 < len(segments):
-                    samples = np.concatenate([samples, pause])
-                if len(samples) or finished:
-                    yield AudioChunk(current, samples, finished, done.get(current))
-                if not finished:
-                    break
-                current += 1
-
-    def _crossfaded(self, request, index, segments, pending, audio, done) -> AudioChunk:
-        """Segment `index`'s span of join_segments, from a window of its neighbours (joins are local)."""
-        window = [i for i in (index - 1, index, index + 1) if 0 <= i < len(segments)]
-        for i in window:
-            if i not in audio:
-                audio[i] = np.concatenate(pending.pop(i)) if pending.get(i) else np.zeros(0, np.float32)
-        arrays = [audio[i] for i in window]
-        joined = join_segments(arrays, SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-        starts, _ = segment_layout([len(a) for a in arrays], SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-        position = window.index(index)
-        end = starts[position + 1] if position + 1 < len(window) else len(joined)
-        audio.pop(index - 1, None)
-        return AudioChunk(index, joined[starts[position] : end], True, done[index])
+            for segment_index, piece, last in joiner.add(index, np.concatenate(samples or [_SILENCE]), chunk.finished):
+                yield AudioChunk(segment_index, piece, last, done.get(segment_index) if last else None)
 
 
 def _segment_result(segment: Segment, frames: list[torch.Tensor], stop_reason: str) -> SegmentResult:

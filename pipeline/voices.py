@@ -1,0 +1,198 @@
+"""A persistent library of named voices, so clients embed a clip once and then synthesize by name or id.
+
+Voices live in one SQLite file (standard library only) that survives restarts and can be shared by
+several server processes: WAL lets readers run while one writes, and UNIQUE constraints keep names
+unique even across processes. Embeddings are stored as 128 little-endian float32 values, the
+precision the speaker conditioner uses, so what comes back is exactly the float32 of what went in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+EMBEDDING_DIM = 128
+MAX_NAME_LENGTH = 100
+SCHEMA_VERSION = 1
+# Explicit byte order so a file written on one machine reads back the same on any other.
+_FLOAT32 = np.dtype("<f4")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS voices (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+)
+"""
+_COLUMNS = "id, name, created_at, embedding"
+
+
+class VoiceNotFoundError(KeyError):
+    """No voice has the id or name that was asked for (a KeyError, so lookups read like a mapping's)."""
+
+    def __init__(self, ref: str):
+        super().__init__(f"voice {ref!r} not found")
+        self.ref = ref
+
+    def __str__(self) -> str:
+        # KeyError's str() quotes its argument; the message reads better without.
+        return self.args[0]
+
+
+class DuplicateVoiceNameError(ValueError):
+    """Another voice already has this name; names are unique so they can stand in for ids."""
+
+    def __init__(self, name: str):
+        super().__init__(f"a voice named {name!r} already exists")
+        self.name = name
+
+
+class Voice(BaseModel):
+    """One stored voice. `public()` is the JSON shape APIs return, without the 128 floats."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    created_at: int = Field(description="Unix seconds when the voice was added.")
+    embedding: list[float] = Field(repr=False, description="The 128-float speaker embedding.")
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at, "object": "voice"}
+
+
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"voice name must be a string, got {type(name).__name__}")
+    cleaned = name.strip()
+    if not 1 <= len(cleaned) <= MAX_NAME_LENGTH:
+        raise ValueError(f"voice name must be 1 to {MAX_NAME_LENGTH} characters after stripping, got {len(cleaned)}")
+    return cleaned
+
+
+def _embedding_bytes(embedding: Any) -> bytes:
+    """Any 128-float sequence (list, numpy array, torch tensor on any device) -> the float32 BLOB."""
+    if hasattr(embedding, "detach"):  # a torch tensor, without importing torch here
+        embedding = embedding.detach().cpu()
+    try:
+        values = np.asarray(embedding, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"embedding must be {EMBEDDING_DIM} numbers: {error}") from None
+    if values.shape != (EMBEDDING_DIM,):
+        raise ValueError(f"embedding must be a flat sequence of {EMBEDDING_DIM} floats, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("embedding must not contain NaN or infinity")
+    with np.errstate(over="ignore"):
+        as_float32 = values.astype(_FLOAT32)
+    if not np.isfinite(as_float32).all():
+        raise ValueError("embedding values must fit in float32 (|x| < 3.4e38)")
+    return as_float32.tobytes()
+
+
+def _voice(row: tuple) -> Voice:
+    id_, name, created_at, blob = row
+    return Voice(id=id_, name=name, created_at=created_at, embedding=np.frombuffer(blob, _FLOAT32).tolist())
+
+
+class VoiceStore:
+    """Voices in a SQLite file (or ":memory:"), safe to share between threads.
+
+    One connection serves all threads, guarded by a lock: SQLite serializes writes anyway, and a
+    single connection is what keeps a ":memory:" database one database.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = str(path)
+        in_memory = self.path == ":memory:"
+        if not in_memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: every statement is its own transaction unless we BEGIN one.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        if not in_memory:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the schema to SCHEMA_VERSION; PRAGMA user_version records where a file stands."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file migrate one at a time
+            try:
+                (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"{self.path} has voice schema version {version}; this code knows up to {SCHEMA_VERSION}"
+                    )
+                if version < 1:
+                    self._conn.execute(_SCHEMA)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def add(self, name: str, embedding: Any) -> Voice:
+        """Store a new voice under a fresh random id; the name is stripped and must be unused."""
+        name = _clean_name(name)
+        blob = _embedding_bytes(embedding)
+        row = (f"voice_{secrets.token_hex(8)}", name, int(time.time()), blob)
+        try:
+            self._query(f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?)", row)
+        except sqlite3.IntegrityError as error:
+            if "voices.name" in str(error):
+                raise DuplicateVoiceNameError(name) from None
+            raise
+        return _voice(row)
+
+    def get(self, ref: str) -> Voice:
+        """The voice with this id, else the one with exactly this name."""
+        # One statement, so a concurrent delete cannot fall between the two lookups; the id match sorts first.
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM voices WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1", (ref,)
+        )
+        if not rows:
+            raise VoiceNotFoundError(ref)
+        return _voice(rows[0])
+
+    def embedding(self, ref: str) -> list[float]:
+        """Just the 128 floats of the voice with this id or name, as synthesis takes them."""
+        return self.get(ref).embedding
+
+    def list(self) -> list[Voice]:
+        """All voices, oldest first (in the order they were added)."""
+        return [_voice(row) for row in self._query(f"SELECT {_COLUMNS} FROM voices ORDER BY seq")]
+
+    def delete(self, voice_id: str) -> None:
+        """Remove the voice with this id; its name becomes free again."""
+        with self._lock:
+            deleted = self._conn.execute("DELETE FROM voices WHERE id = ?", (voice_id,)).rowcount
+        if not deleted:
+            raise VoiceNotFoundError(voice_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> VoiceStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
