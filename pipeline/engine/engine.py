@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +36,16 @@ class EngineConfig(BaseModel):
     )
 
 
+@dataclass
+class EngineStats:
+    """Running totals, for metrics: a reader takes differences between two looks."""
+
+    steps: int = 0
+    frames: int = 0
+    prefill_tokens: int = 0  # real conditioning + prefix tokens prefilled
+    prefill_padding: int = 0  # padding positions computed alongside them
+
+
 class ZonosEngine:
     def __init__(self, model: ZonosModel, config: EngineConfig | None = None):
         self.model = model
@@ -42,6 +53,7 @@ class ZonosEngine:
         self.runner = ModelRunner(model, self.config.max_rows, self.config.max_seq_len)
         self.scheduler = Scheduler(self.config.max_rows, self.config.max_prefill_tokens)
         self._ids = itertools.count()
+        self.stats = EngineStats()
 
     @classmethod
     def from_pretrained(cls, source: str, device: str = "cpu", dtype: str = "float32", **config) -> ZonosEngine:
@@ -85,11 +97,15 @@ class ZonosEngine:
         """Admit what fits, decode one frame for every running request; the complete frames per request."""
         admitted = self.scheduler.admit(self.runner.used_rows)
         if admitted:
-            self.runner.prefill(admitted)
+            real, padded = self.runner.prefill(admitted)
+            self.stats.prefill_tokens += real
+            self.stats.prefill_padding += padded - real
         if not self.runner.sequences:
             return []
         report = self.runner.decode()
         emits = (report.remaining > 0) & (report.frame_index >= 0)
+        self.stats.steps += 1
+        self.stats.frames += int(emits.sum())
         done = report.remaining <= 1
         chunks = []
         for i in np.flatnonzero(emits | done):

@@ -124,8 +124,10 @@ class ModelRunner:
     # ----------------------------------------------------------------------- joining
 
     @torch.inference_mode()
-    def prefill(self, seqs: list[Sequence]) -> None:
-        """Admit requests: conditioning + prefix frames into fresh cache rows, then the first sample."""
+    def prefill(self, seqs: list[Sequence]) -> tuple[int, int]:
+        """Admit requests: conditioning + prefix frames into fresh cache rows, then the first sample.
+
+        Returns (real tokens, tokens computed with padding) of the padded prefill batch."""
         model, device = self.model, self.device
         inputs = []
         for seq in seqs:
@@ -161,6 +163,7 @@ class ModelRunner:
         self._sync_offsets()
         self.sequences += seqs
         self._batch = None
+        return int(lengths.sum()), len(inputs) * int(lengths.max())
 
     def _write(self, slots: torch.Tensor, offsets: torch.Tensor, tokens: torch.Tensor) -> None:
         """Write samples [n, 9] at delayed position `offsets`, only into entries still UNKNOWN."""
