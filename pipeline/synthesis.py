@@ -23,6 +23,7 @@ from pipeline.audio import SegmentJoiner, join_segments
 from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import GenerationRequest, SamplingParams, ZonosEngine
 from pipeline.engine.request import SPEAKER_DIM, ConditionerKey
+from pipeline.engine.scheduler import cache_positions
 from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_TINY
 from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
 from pipeline.speaker import SpeakerEncoder
@@ -105,6 +106,32 @@ def segment_seed(seed: int | None, index: int) -> int | None:
     return None if seed is None else (seed + index * _SEED_STRIDE) % 2**63
 
 
+def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: int) -> GenerationRequest:
+    """The engine request for one segment: its phonemes, the request's controls, a frame budget
+    from its length (at most what its KV-cache row can hold) and its own seed."""
+    room = max_seq_len - cache_positions(segment.n_tokens, n_prefix_frames=0, max_new_tokens=0)
+    if room < 1:
+        raise ValueError(
+            f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
+            f"max_seq_len={max_seq_len} leaves room for; lower max_tokens_per_segment"
+        )
+    return GenerationRequest(
+        text=segment.text,
+        language=request.language,
+        phoneme_ids=segment.phoneme_ids,
+        speaker=request.speaker,
+        emotion=request.emotion,
+        fmax=request.fmax,
+        pitch_std=request.pitch_std,
+        speaking_rate=request.speaking_rate,
+        unconditional_keys=request.unconditional_keys,
+        cfg_scale=request.cfg_scale,
+        max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate), room),
+        sampling=request.sampling,
+        seed=segment_seed(request.seed, segment.index),
+    )
+
+
 class Synthesizer:
     """The whole pipeline on one device: engine (LM), codec (vocoder) and speaker encoder."""
 
@@ -153,38 +180,13 @@ class Synthesizer:
 
     # ----------------------------------------------------------------------- generation
 
-    def _segment_request(self, request: SynthesisRequest, segment: Segment) -> GenerationRequest:
-        return GenerationRequest(
-            text=segment.text,
-            language=request.language,
-            phoneme_ids=segment.phoneme_ids,
-            speaker=request.speaker,
-            emotion=request.emotion,
-            fmax=request.fmax,
-            pitch_std=request.pitch_std,
-            speaking_rate=request.speaking_rate,
-            unconditional_keys=request.unconditional_keys,
-            cfg_scale=request.cfg_scale,
-            max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate), self._frame_room(segment)),
-            sampling=request.sampling,
-            seed=segment_seed(request.seed, segment.index),
-        )
-
-    def _frame_room(self, segment: Segment) -> int:
-        """The most frames a segment's KV-cache row can hold after its conditioning tokens."""
-        room = self.engine.frame_room(segment.n_tokens)
-        if room < 1:
-            raise ValueError(
-                f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
-                f"max_seq_len={self.engine.config.max_seq_len} leaves room for; lower max_tokens_per_segment"
-            )
-        return room
-
     def _generate(self, request: SynthesisRequest, segments: list[Segment]) -> Iterator[tuple[int, object]]:
         """Queue `segments` in the given order and drive the engine: (segment index, FrameChunk) events."""
         prefix = f"syn{next(self._ids)}"
         for segment in segments:
-            self.engine.add_request(self._segment_request(request, segment), f"{prefix}-{segment.index}")
+            self.engine.add_request(
+                segment_request(request, segment, self.engine.config.max_seq_len), f"{prefix}-{segment.index}"
+            )
         pending = len(segments)
         try:
             while pending:

@@ -15,7 +15,7 @@ from pipeline.engine import SamplingParams, ZonosEngine
 from pipeline.model import MAX_FRAMES
 from pipeline.segment import split_text
 from pipeline.speaker import SpeakerEncoder
-from pipeline.synthesis import SynthesisRequest, Synthesizer, frame_budget, segment_seed
+from pipeline.synthesis import SynthesisRequest, Synthesizer, frame_budget, segment_request, segment_seed
 
 SENTENCES = [
     "The harbour was quiet before dawn.",
@@ -85,7 +85,9 @@ def test_segments_get_their_solo_tokens(synthesizer):
     segments = split_text(request.text, request.language, request.max_tokens_per_segment)
     assert len(segments) == len(batched.segments) > 2
     for segment, result in list(zip(segments, batched.segments, strict=True))[:3]:
-        (alone,) = synthesizer.engine.generate([synthesizer._segment_request(request, segment)])
+        (alone,) = synthesizer.engine.generate(
+            [segment_request(request, segment, synthesizer.engine.config.max_seq_len)]
+        )
         assert torch.equal(alone.codes, result.codes)
 
 

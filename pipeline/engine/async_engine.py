@@ -68,6 +68,10 @@ class AsyncEngine:
         async for chunk in self.stream(request_id):
             yield chunk
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self._closed = True
         self._inbox.put(("close", None))

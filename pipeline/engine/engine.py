@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.request import FrameChunk, GenerationRequest, GenerationResult
 from pipeline.engine.runner import ModelRunner
-from pipeline.engine.scheduler import Scheduler, Sequence, cache_positions
+from pipeline.engine.scheduler import Scheduler, Sequence
 from pipeline.model import N_CODEBOOKS, ZonosModel, from_pretrained
 from pipeline.text import text_to_ids
 
@@ -75,10 +75,6 @@ class ZonosEngine:
             )
         self.scheduler.add(seq)
         return seq.request_id
-
-    def frame_room(self, n_phoneme_ids: int, n_prefix_frames: int = 0) -> int:
-        """The most new frames a request with this many phoneme ids and prefix frames can ask for."""
-        return self.config.max_seq_len - cache_positions(n_phoneme_ids, n_prefix_frames, max_new_tokens=0)
 
     def abort(self, request_id: str) -> bool:
         """Drop a waiting or running request; True if it was found."""
