@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pipeline.audio import SegmentJoiner, join_segments
 from pipeline.codec import SAMPLE_RATE, Codec
-from pipeline.engine import GenerationRequest, SamplingParams, ZonosEngine
-from pipeline.engine.request import SPEAKER_DIM, ConditionerKey
+from pipeline.engine import GenerationRequest, ZonosEngine
+from pipeline.engine.request import SPEAKER_DIM, Controls
 from pipeline.engine.scheduler import cache_positions
 from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_TINY
 from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
@@ -36,22 +36,9 @@ _SEED_STRIDE = 0x9E3779B97F4A7C15
 _SILENCE = np.zeros(0, np.float32)
 
 
-class SynthesisRequest(BaseModel):
+class SynthesisRequest(Controls):
     """A whole text to speak, with every Zonos control; long texts are split into segments."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    text: str = Field(min_length=1)
-    language: str = "en-us"
-    speaker: list[float] | None = Field(None, description="128-float speaker embedding (see voice_embedding).")
-    emotion: list[float] | None = None
-    fmax: float = Field(22050.0, ge=0.0, le=24000.0)
-    pitch_std: float = Field(20.0, ge=0.0, le=400.0)
-    speaking_rate: float = Field(15.0, ge=0.0, le=40.0)
-    unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
-    cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
-    sampling: SamplingParams = Field(default_factory=SamplingParams)
-    seed: int | None = Field(None, ge=0, lt=2**63)
     max_tokens_per_segment: int = Field(DEFAULT_MAX_TOKENS, ge=16, le=1000)
     max_bucket_size: int = Field(16, ge=1, le=256)
     pause_ms: float = Field(200.0, ge=0.0, le=5000.0)

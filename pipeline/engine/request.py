@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
 from pipeline.text import PHONEME_VOCAB_SIZE, check_language
@@ -33,27 +33,20 @@ class SamplingParams(BaseModel):
     repetition_penalty_window: int = Field(2, ge=1, le=64)
 
 
-class GenerationRequest(BaseModel):
-    """One utterance to generate: text and every Zonos control."""
+class Controls(BaseModel):
+    """What every Zonos request takes: the text, its language, the voice and the conditioning."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     text: str = Field(min_length=1)
     language: str = "en-us"
-    phoneme_ids: list[int] | None = Field(
-        None, description="Already tokenised phonemes (BOS ... EOS); when given, `text` is not phonemised again."
-    )
     speaker: list[float] | None = Field(None, description="128-float speaker embedding; None = unconditional.")
     emotion: list[float] | None = Field(None, description="8 non-negative weights; None = the reference default.")
     fmax: float = Field(22050.0, ge=0.0, le=24000.0)
     pitch_std: float = Field(20.0, ge=0.0, le=400.0)
-    speaking_rate: float = Field(15.0, ge=0.0, le=40.0)
+    speaking_rate: float = Field(15.0, ge=0.0, le=40.0, description="Phonemes per second.")
     unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
     cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
-    max_new_tokens: int = Field(MAX_FRAMES, ge=1)
-    audio_prefix_codes: list[list[int]] | None = Field(
-        None, description="Codes of audio to continue from: 9 lists of P codes in 0..1023."
-    )
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     seed: int | None = Field(None, ge=0, lt=2**63)
 
@@ -68,13 +61,6 @@ class GenerationRequest(BaseModel):
     @classmethod
     def _known_language(cls, language: str) -> str:
         return check_language(language)
-
-    @field_validator("phoneme_ids")
-    @classmethod
-    def _phoneme_ids_in_vocab(cls, ids: list[int] | None) -> list[int] | None:
-        if ids is not None and (len(ids) < 2 or not all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)):
-            raise ValueError(f"phoneme_ids must hold at least BOS and EOS, each id in 0..{PHONEME_VOCAB_SIZE - 1}")
-        return ids
 
     @field_validator("speaker")
     @classmethod
@@ -94,6 +80,37 @@ class GenerationRequest(BaseModel):
             raise ValueError("emotion weights must be non-negative with a positive sum")
         return emotion
 
+    @field_validator("unconditional_keys")
+    @classmethod
+    def _unique_unconditional_keys(cls, keys: list[str]) -> list[str]:
+        if len(set(keys)) != len(keys):
+            raise ValueError("unconditional_keys lists a key twice")
+        return keys
+
+    @property
+    def uses_guidance(self) -> bool:
+        """cfg_scale 1 needs no unconditional branch: half the rows."""
+        return self.cfg_scale != 1.0
+
+
+class GenerationRequest(Controls):
+    """One utterance for the engine: the controls plus phonemes, length limit and audio prefix."""
+
+    phoneme_ids: list[int] | None = Field(
+        None, description="Already tokenised phonemes (BOS ... EOS); when given, `text` is not phonemised again."
+    )
+    max_new_tokens: int = Field(MAX_FRAMES, ge=1)
+    audio_prefix_codes: list[list[int]] | None = Field(
+        None, description="Codes of audio to continue from: 9 lists of P codes in 0..1023."
+    )
+
+    @field_validator("phoneme_ids")
+    @classmethod
+    def _phoneme_ids_in_vocab(cls, ids: list[int] | None) -> list[int] | None:
+        if ids is not None and (len(ids) < 2 or not all(0 <= i < PHONEME_VOCAB_SIZE for i in ids)):
+            raise ValueError(f"phoneme_ids must hold at least BOS and EOS, each id in 0..{PHONEME_VOCAB_SIZE - 1}")
+        return ids
+
     @field_validator("audio_prefix_codes")
     @classmethod
     def _prefix_codes(cls, codes: list[list[int]] | None) -> list[list[int]] | None:
@@ -105,20 +122,9 @@ class GenerationRequest(BaseModel):
             raise ValueError(f"audio_prefix_codes must be codec codes in 0..{CODEBOOK_SIZE - 1}")
         return codes
 
-    @model_validator(mode="after")
-    def _unique_unconditional_keys(self) -> GenerationRequest:
-        if len(set(self.unconditional_keys)) != len(self.unconditional_keys):
-            raise ValueError("unconditional_keys lists a key twice")
-        return self
-
     @property
     def n_prefix_frames(self) -> int:
         return len(self.audio_prefix_codes[0]) if self.audio_prefix_codes else 0
-
-    @property
-    def uses_guidance(self) -> bool:
-        """cfg_scale 1 needs no unconditional branch: half the rows."""
-        return self.cfg_scale != 1.0
 
 
 StopReason = Literal["eos", "length"]
