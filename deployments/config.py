@@ -45,5 +45,6 @@ class AppConfig(BaseModel):
     max_text_chars: int = Field(20_000, ge=1)
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(600.0, gt=0)
+    max_queued_requests: int = Field(256, ge=1, description="Requests in flight per ingress replica before 503.")
     voices_db: str = Field("zonos-voices.sqlite3", description="SQLite file of the voice library (use a volume).")
     default_response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"

@@ -1,0 +1,16 @@
+"""TextSplitter (CPU): normalise, split into sentence segments under a token budget, phonemise."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ray import serve
+
+from pipeline.segment import Segment, split_text
+
+
+@serve.deployment(name="TextSplitter", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+class TextSplitter:
+    async def split(self, text: str, language: str, max_tokens: int) -> list[Segment]:
+        # espeak runs in a worker thread so the replica keeps accepting requests meanwhile
+        return await asyncio.to_thread(split_text, text, language, max_tokens)
