@@ -352,8 +352,9 @@ def request_id(request: Request) -> str:
 class _RequestContext:
     """Gives every request an id (echoed in X-Request-ID) and turns unexpected exceptions into 500s."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, echo: bool = True):
         self.app = app
+        self.echo = echo
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -368,7 +369,8 @@ class _RequestContext:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                if self.echo:
+                    MutableHeaders(scope=message)["X-Request-ID"] = rid
             await send(message)
 
         try:
@@ -853,8 +855,9 @@ async def _stream_body(
         await _close(iterator)
 
 
-def build_http_app(backend: SpeechBackend, config: AppConfig) -> Starlette:
-    """The API over `backend`, limits and defaults from `config`."""
+def build_http_app(backend: SpeechBackend, config: AppConfig, echo_request_id: bool = True) -> Starlette:
+    """The API over `backend`, limits and defaults from `config`. Behind Serve's proxy, which
+    already echoes X-Request-ID, pass echo_request_id=False so the header is not doubled."""
     api = _Api(backend, config)
     routes = [
         Route("/v1/audio/speech", api.speech, methods=["POST"]),
@@ -868,7 +871,7 @@ def build_http_app(backend: SpeechBackend, config: AppConfig) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_RequestContext)],
+        middleware=[Middleware(_RequestContext, echo=echo_request_id)],
         exception_handlers={HTTPException: _http_exception, ApiError: _api_error},
     )
     app.state.backend = backend

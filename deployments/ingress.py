@@ -94,7 +94,7 @@ class Ingress:
         )
 
     def __serve_build_asgi_app__(self):
-        return build_http_app(self, self.config)
+        return build_http_app(self, self.config, echo_request_id=False)
 
     # ----------------------------------------------------------------------- the graph
 

@@ -1,0 +1,213 @@
+"""The Serve application on a real local Ray instance: HTTP, the OpenAI SDK, handles, batching."""
+
+import concurrent.futures
+import io
+import socket
+
+import av
+import numpy as np
+import pytest
+import ray
+import requests
+import soundfile as sf
+from openai import OpenAI
+from ray import serve
+
+from conftest import DATA
+from deployments.app import APP_NAME, build_app
+
+FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
+TEXT = "Hello there. This is a short test of the server."
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """Ray and the zonos-tts app, once per test session: the fixture LM (it emits EOS) + tiny codec/speaker."""
+    port = _free_port()
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {
+        "sources": {"model": str(DATA), "codec": "random-tiny", "speaker": "random-tiny"},
+        "engine": {"max_rows": 32, "max_seq_len": 1024},
+        "voices_db": str(tmp_path_factory.mktemp("voices") / "voices.sqlite3"),
+        "max_text_chars": 2000,
+    }
+    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+def _speech(server, **fields):
+    body = {"model": "tts-1", "input": TEXT, "voice": "alloy"} | fields
+    return requests.post(f"{server}/v1/audio/speech", json=body, timeout=120)
+
+
+def _decoded_seconds(data: bytes, fmt: str) -> tuple[float, int, int]:
+    """(duration, sample rate, channels) of encoded audio."""
+    if fmt == "pcm":
+        return len(data) / 2 / 44100, 44100, 1
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.rate, stream.rate, stream.codec_context.layout.nb_channels
+
+
+def _generator_stats():
+    return serve.get_deployment_handle("Generator", APP_NAME).stats.remote().result(timeout_s=30)
+
+
+def test_models_and_health(server):
+    models = requests.get(f"{server}/v1/models", timeout=30).json()
+    assert {m["id"] for m in models["data"]} >= {"zonos-v0.1", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"}
+    assert requests.get(f"{server}/healthz", timeout=30).status_code == 200
+    assert requests.get(f"{server}/readyz", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_http_round_trip_in_every_format(server, fmt):
+    response = _speech(server, response_format=fmt)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-audio-format"] == fmt
+    seconds, rate, channels = _decoded_seconds(response.content, fmt)
+    assert rate == int(response.headers["x-sample-rate"]) and channels == 1
+    assert seconds > 0.1
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "flac"])
+def test_openai_sdk_round_trip_plain_and_streaming(server, fmt):
+    client = OpenAI(base_url=f"{server}/v1", api_key="not-needed")
+    plain = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format=fmt)
+    assert _decoded_seconds(plain.content, fmt)[0] > 0.1
+    with client.audio.speech.with_streaming_response.create(
+        model="gpt-4o-mini-tts", voice="nova", input=TEXT, response_format=fmt
+    ) as response:
+        streamed = b"".join(response.iter_bytes())
+    assert _decoded_seconds(streamed, fmt)[0] > 0.1
+
+
+def test_native_tts_with_a_library_voice(server):
+    clip = io.BytesIO()
+    sf.write(clip, (0.1 * np.random.default_rng(0).standard_normal(44100 * 2)).astype(np.float32), 44100, format="WAV")
+    created = requests.post(
+        f"{server}/v1/voices", files={"file": ("me.wav", clip.getvalue(), "audio/wav")}, data={"name": "me"}, timeout=60
+    )
+    assert created.status_code == 201, created.text
+    voice_id = created.json()["id"]
+    assert voice_id in [v["id"] for v in requests.get(f"{server}/v1/voices", timeout=30).json()["data"]]
+    body = {"text": TEXT, "voice": voice_id, "seed": 3, "response_format": "wav", "stream": False}
+    response = requests.post(f"{server}/v1/tts", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert _decoded_seconds(response.content, "wav")[0] > 0.1
+    assert requests.delete(f"{server}/v1/voices/{voice_id}", timeout=30).json()["deleted"]
+    assert requests.get(f"{server}/v1/voices/{voice_id}", timeout=30).status_code == 404
+
+
+def test_concurrent_requests_share_generator_flushes(server):
+    before = len(_generator_stats()["flush_sizes"])
+    texts = [f"Request number {i}. It has two sentences." for i in range(16)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda t: _speech(server, input=t, response_format="pcm").status_code, texts))
+    assert statuses == [200] * 16
+    flushes = _generator_stats()["flush_sizes"][before:]
+    assert sum(flushes) == 32  # every segment of every request went through a flush
+    assert max(flushes) > 1  # and segments of different requests were gathered together
+
+
+BAD_REQUESTS = [
+    ("post", "/v1/audio/speech", {"data": "{not json", "headers": {"content-type": "application/json"}}, 400),
+    ("post", "/v1/audio/speech", {"data": "[1, 2]", "headers": {"content-type": "application/json"}}, 400),
+    ("post", "/v1/audio/speech", {"data": "text", "headers": {"content-type": "text/plain"}}, 400),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "voice": "alloy"}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi"}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "nope", "input": "hi", "voice": "alloy"}}, 404),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "nobody"}}, 404),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "", "voice": "alloy"}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "x" * 2001, "voice": "alloy"}}, 413),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 9}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 0.1}}, 422),
+    (
+        "post",
+        "/v1/audio/speech",
+        {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "ogg"}},
+        422,
+    ),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "volume": 3}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "language": "xx"}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "speaker": [0.1] * 5}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "emotion": [1, 2]}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "cfg_scale": 0.5}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "sampling": {"temperature": -1}}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "voice": "nobody"}}, 404),
+    ("post", "/v1/tts", {"json": {"text": "hi", "voice": "x", "speaker": [0.0] * 128}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "unknown_field": 1}}, 422),
+    ("post", "/v1/tts", {"json": {"text": "hi", "seed": -5}}, 422),
+    ("post", "/v1/tts", {"data": '{"text": NaN}', "headers": {"content-type": "application/json"}}, 400),
+    (
+        "post",
+        "/v1/voices",
+        {"files": {"file": ("x.wav", b"not audio at all", "audio/wav")}, "data": {"name": "x"}},
+        422,
+    ),
+    ("post", "/v1/voices", {"data": {"name": "no file"}}, 400),  # a form, but not multipart
+    ("get", "/v1/voices/voice_doesnotexist", {}, 404),
+    ("delete", "/v1/voices/voice_doesnotexist", {}, 404),
+    ("get", "/v1/nothing-here", {}, 404),
+    ("get", "/v1/audio/speech", {}, 405),
+    ("put", "/v1/models", {}, 405),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), BAD_REQUESTS)
+def test_bad_input_gets_a_json_4xx(server, method, path, kwargs, status):
+    response = getattr(requests, method)(f"{server}{path}", timeout=60, **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"} and error["message"]
+
+
+def test_still_serving_after_the_bad_inputs(server):
+    assert _speech(server, response_format="wav").status_code == 200
+
+
+def test_first_bytes_arrive_before_the_last_segment_is_generated(server):
+    text = " ".join(f"This is sentence number {i}, spoken at an easy pace." for i in range(8))
+    body = {"model": "tts-1", "input": text, "voice": "alloy", "response_format": "pcm"}
+    with requests.post(f"{server}/v1/audio/speech", json=body, stream=True, timeout=300) as response:
+        chunks = response.iter_content(chunk_size=None)
+        assert len(next(chunks)) > 0
+        frames_at_first_bytes = _generator_stats()["frames"]
+        rest = b"".join(chunks)
+    assert len(rest) > 0
+    assert _generator_stats()["frames"] > frames_at_first_bytes  # generation went on after the first bytes
+
+
+def test_handles_from_a_second_application(server):
+    @serve.deployment
+    class Caller:
+        async def plain(self, text: str):
+            result = await serve.get_app_handle(APP_NAME).synthesize.remote({"text": text, "seed": 1})
+            return result.sample_rate, len(result.audio), [s.index for s in result.segments]
+
+        async def streamed(self, text: str):
+            handle = serve.get_app_handle(APP_NAME).options(stream=True)
+            pieces = [piece async for piece in handle.stream.remote({"text": text, "seed": 1})]
+            return [(p.segment_index, len(p.samples), p.segment_done) for p in pieces]
+
+    caller = serve.run(Caller.bind(), name="caller", route_prefix="/caller")
+    try:
+        text = " ".join(f"This is sentence number {i}, long enough to stand alone." for i in range(3))
+        rate, n_samples, segments = caller.plain.remote(text).result(timeout_s=120)
+        assert rate == 44100 and n_samples > 0 and segments == [0, 1, 2]
+        pieces = caller.streamed.remote(text).result(timeout_s=120)
+        assert [p[0] for p in pieces] == sorted(p[0] for p in pieces)
+        assert [p[0] for p in pieces if p[2]] == [0, 1, 2]
+        assert sum(p[1] for p in pieces) == n_samples  # same seed: the same audio, streamed
+    finally:
+        serve.delete("caller")
