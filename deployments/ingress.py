@@ -81,7 +81,9 @@ class Ingress:
         self.splitter, self.generator, self.vocoder, self.voices = splitter, generator, vocoder, voices
         self._inflight = 0
         self._context_frames = await vocoder.context_frames.remote()
-        self._card = await generator.model_card.remote()
+        self._real_weights = all(
+            [(await generator.model_card.remote())["real_weights"], (await vocoder.model_card.remote())["real_weights"]]
+        )
         self._ttfa = Histogram(
             "zonos_time_to_first_audio_seconds",
             "From a request's arrival to its first decoded audio.",
@@ -182,7 +184,7 @@ class Ingress:
             return False
 
     def model_card(self) -> dict:
-        speech = bool(self._card["real_weights"])
+        speech = self._real_weights
         note = "" if speech else "random fallback weights are loaded: the output is noise, NOT speech"
         return {"id": MODEL_ID, "speech": speech, "note": note}
 

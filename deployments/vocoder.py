@@ -42,6 +42,9 @@ class Vocoder:
         self._decode.set_max_batch_size(settings.max_batch_size)
         self._decode.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
+    def model_card(self) -> dict:
+        return {"real_weights": self.real_weights, "source": self.config.sources.codec}
+
     def context_frames(self) -> int:
         """Frames of context a span needs on each side (the decoder's receptive field)."""
         return self.codec.context_frames
