@@ -32,6 +32,9 @@
 set -euo pipefail
 
 RAY="${RAY:-ray}"
+# Loopback-only dev cluster: no token authentication, so drivers and `ray status` need no token
+# file (Ray 2.60 enables it by default for `ray start --head`). Export the same in the driver.
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
 STATE_DIR="${RAY_LOCAL_DIR:-${TMPDIR:-/tmp}/ray-local-$(id -u)}"
 PORT="${RAY_LOCAL_PORT:-6379}"
 DASHBOARD_PORT="${RAY_LOCAL_DASHBOARD_PORT:-8265}"
