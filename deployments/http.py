@@ -118,7 +118,7 @@ from deployments.config import AppConfig
 from pipeline.audio import MEDIA_TYPES, SAMPLE_RATE, StreamingEncoder, encode_audio
 from pipeline.synthesis import SynthesisRequest
 from pipeline.text import MissingExtraError
-from pipeline.voices import MAX_NAME_LENGTH, DuplicateVoiceNameError, VoiceNotFoundError
+from pipeline.voices import MAX_NAME_LENGTH, DuplicateVoiceNameError, VoiceInfo, VoiceNotFoundError
 
 __all__ = [
     "MODEL_ALIASES",
@@ -162,17 +162,6 @@ class BackendBusy(Exception):
     def __init__(self, message: str = "the server is busy; retry shortly", retry_after_s: float = 1.0):
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class VoiceInfo(BaseModel):
-    """A library voice as the API shows it (no embedding)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    created_at: int = Field(description="Unix seconds when the voice was added.")
-    object: Literal["voice"] = "voice"
 
 
 class SpeechBackend(Protocol):

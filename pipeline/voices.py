@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,18 +57,24 @@ class DuplicateVoiceNameError(ValueError):
         self.name = name
 
 
-class Voice(BaseModel):
-    """One stored voice. `public()` is the JSON shape APIs return, without the 128 floats."""
+class VoiceInfo(BaseModel):
+    """A library voice as APIs show it: everything but the embedding."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
     name: str
     created_at: int = Field(description="Unix seconds when the voice was added.")
+    object: Literal["voice"] = "voice"
+
+
+class Voice(VoiceInfo):
+    """One stored voice; `public()` drops the 128 floats for APIs."""
+
     embedding: list[float] = Field(repr=False, description="The 128-float speaker embedding.")
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_at": self.created_at, "object": "voice"}
+        return self.model_dump(exclude={"embedding"})
 
 
 def _clean_name(name: Any) -> str:
