@@ -775,7 +775,7 @@ def _raise_unusable(exc: BaseException) -> None:
 
 def _voice_json(voice: Any) -> dict:
     """A backend's voice (VoiceInfo, a dict, or any object with those attributes) as the API shows it."""
-    return VoiceInfo.model_validate(voice, from_attributes=True).model_dump()
+    return VoiceInfo.model_validate(voice, from_attributes=True).model_dump(include=set(VoiceInfo.model_fields))
 
 
 async def _encode(encoder: StreamingEncoder, chunk: np.ndarray) -> bytes:

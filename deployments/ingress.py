@@ -106,6 +106,7 @@ class Ingress:
         self._inflight += 1
         started = time.perf_counter()
         first_audio, n_samples = None, 0
+        streams = []
         try:
             segments = await self.splitter.split.remote(request.text, request.language, request.max_tokens_per_segment)
             logger.info("request %s: %d segments, %d characters", request_id, len(segments), len(request.text))
@@ -147,6 +148,8 @@ class Ingress:
             raise BackendBusy(str(exc)) from exc
         finally:
             self._inflight -= 1
+            for frames_stream in streams:  # a client gone or a failure: stop generating for it
+                frames_stream.cancel()
         wall = time.perf_counter() - started
         self._rtf.observe(wall / max(n_samples / SAMPLE_RATE, 1e-9))
         logger.info("request %s: %.2f s of audio in %.2f s", request_id, n_samples / SAMPLE_RATE, wall)
