@@ -1,8 +1,8 @@
 """Batched sampling with per-row settings (spec section 5), no per-row Python loop.
 
 Every row carries its own temperature, top-p, top-k, min-p, unified-sampler and repetition
-settings as tensors. The draw uses a counter-based hash keyed by (seed, position, codebook,
-token) instead of a shared generator, so a row's tokens depend only on its own request and
+settings as tensors. The draw uses a counter-based hash keyed by (seed, position, codebook)
+instead of a shared generator, so a row's tokens depend only on its own request and
 seed: never on which other rows share the batch, or in which order they arrived.
 """
 
@@ -76,11 +76,11 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def uniform_noise(seed_key: torch.Tensor, counter: torch.Tensor, n_codebooks: int, vocab: int) -> torch.Tensor:
-    """Uniforms in (0, 1), [n, n_codebooks, vocab], a pure function of (seed, counter, codebook, token)."""
+def uniform_noise(seed_key: torch.Tensor, counter: torch.Tensor, n_codebooks: int) -> torch.Tensor:
+    """Uniforms in (0, 1), [n, n_codebooks], a pure function of (seed, counter, codebook)."""
     step_key = _mix32(seed_key ^ _mix32(counter & _MASK32))
-    cell = torch.arange(n_codebooks * vocab, device=seed_key.device, dtype=torch.int64).view(n_codebooks, vocab)
-    bits = _mix32(_mix32(step_key[:, None, None] ^ cell) + 0x9E3779B9 & _MASK32)
+    codebook = torch.arange(n_codebooks, device=seed_key.device, dtype=torch.int64)
+    bits = _mix32(_mix32(step_key[:, None] ^ codebook) + 0x9E3779B9 & _MASK32)
     return ((bits >> 8).float() + 0.5) * (1.0 / (1 << 24))
 
 
@@ -143,7 +143,10 @@ def sample(
     tokens = logits.argmax(dim=-1) if batch.any_greedy else None
     if batch.any_sampled:
         probs = probabilities(logits, batch)
-        noise = uniform_noise(batch.seed_key, counter, logits.shape[1], logits.shape[2])
-        drawn = (probs / -noise.log()).argmax(dim=-1)  # p / Exponential(1): an exact draw from p
+        # Inverse-CDF draw: one uniform per (row, codebook), the first token whose cumulative
+        # mass reaches it. Exact, and it hashes 9 numbers per row instead of 9 x 1026.
+        cdf = probs.cumsum(dim=-1)
+        target = uniform_noise(batch.seed_key, counter, logits.shape[1]) * cdf[..., -1]
+        drawn = torch.searchsorted(cdf, target.unsqueeze(-1)).squeeze(-1).clamp(max=logits.shape[-1] - 1)
         tokens = drawn if tokens is None else torch.where((batch.temperature > 0)[:, None], drawn, tokens)
     return tokens
