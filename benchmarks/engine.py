@@ -1,0 +1,158 @@
+"""Engine throughput: frames/s and step latency vs batch size, and a mixed workload three ways.
+
+    python -m benchmarks.engine --model random-tiny --out out/engine            # CPU
+    python -m benchmarks.engine --model zonos-1.6b-random --device cuda --dtype bfloat16
+
+Requests carry phoneme ids directly (no espeak needed) and a fixed length from their phoneme
+count: about 86 frames per second of expected speech at 15 phonemes per second. Random weights
+rarely emit EOS, so every mode does the same, realistic amount of work.
+
+The mixed workload (32 requests of varied length) runs in ONE process three ways:
+sequential (one request at a time, batch 1: the pre-optimisation baseline), bucketed static
+batches (sorted by length, each batch runs to its longest member before the next starts), and
+continuous batching (rows join as others leave). Writes results.json and engine.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
+from pipeline.model import FRAME_RATE, from_pretrained
+
+PHONEMES_PER_SECOND = 15.0
+
+
+def workload_request(n_phonemes: int, seed: int, cfg_scale: float) -> GenerationRequest:
+    """A request of `n_phonemes` random phoneme ids whose length is its expected speech."""
+    rng = random.Random(seed)
+    ids = [2] + [rng.randint(4, 188) for _ in range(n_phonemes)] + [3]
+    frames = max(1, round(n_phonemes / PHONEMES_PER_SECOND * FRAME_RATE))
+    return GenerationRequest(text="-", phoneme_ids=ids, max_new_tokens=frames, cfg_scale=cfg_scale, seed=seed)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed_generate(engine: ZonosEngine, batches: list[list[GenerationRequest]], device: str) -> dict:
+    """Run each batch to completion in turn; frames, steps and wall time over all of them."""
+    _sync(device)
+    steps_before = engine.stats.steps
+    started = time.perf_counter()
+    frames = sum(r.codes.shape[1] for batch in batches for r in engine.generate(batch))
+    _sync(device)
+    wall = time.perf_counter() - started
+    steps = engine.stats.steps - steps_before
+    return {"frames": frames, "steps": steps, "wall_s": wall, "frames_per_s": frames / wall,
+            "step_ms": 1000 * wall / max(steps, 1), "audio_s_per_s": frames / FRAME_RATE / wall}  # fmt: skip
+
+
+def batch_sweep(engine: ZonosEngine, sizes: list[int], frames: int, cfg_scale: float, device: str) -> list[dict]:
+    n_phonemes = round(frames / FRAME_RATE * PHONEMES_PER_SECOND)
+    rows = []
+    for size in sizes:
+        batch = [workload_request(n_phonemes, seed, cfg_scale) for seed in range(size)]
+        rows.append({"batch": size} | timed_generate(engine, [batch], device))
+        print(f"  batch {size:3d}: {rows[-1]['frames_per_s']:9.0f} frames/s, {rows[-1]['step_ms']:6.2f} ms/step")
+    return rows
+
+
+def mixed_workload(engine: ZonosEngine, n_requests: int, batch: int, cfg_scale: float, device: str) -> dict:
+    rng = random.Random(0)
+    requests = [workload_request(rng.randint(20, 200), seed, cfg_scale) for seed in range(n_requests)]
+    by_length = sorted(requests, key=lambda r: r.max_new_tokens)
+    modes = {
+        "sequential": [[r] for r in requests],
+        "static_bucketed": [by_length[i : i + batch] for i in range(0, n_requests, batch)],
+        "continuous": [requests],
+    }
+    results = {}
+    for name, batches in modes.items():
+        results[name] = timed_generate(engine, batches, device)
+        print(f"  {name:16s}: {results[name]['frames_per_s']:9.0f} frames/s in {results[name]['wall_s']:.1f} s")
+    baseline = results["sequential"]["frames_per_s"]
+    results["speedup_vs_sequential"] = {name: results[name]["frames_per_s"] / baseline for name in modes}
+    return results
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep, mixed = results["batch_sweep"], results["mixed_workload"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot([r["batch"] for r in sweep], [r["frames_per_s"] for r in sweep], marker="o", label="frames/s")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("requests in the batch")
+    left.set_ylabel("frames / s")
+    twin = left.twinx()
+    twin.plot([r["batch"] for r in sweep], [r["step_ms"] for r in sweep], marker="s", color="tab:red")
+    twin.set_ylabel("ms / decode step", color="tab:red")
+    left.set_title(f"{results['model']} on {results['device']}")
+    modes = ["sequential", "static_bucketed", "continuous"]
+    right.bar(modes, [mixed[m]["frames_per_s"] for m in modes], color=["grey", "tab:blue", "tab:green"])
+    for i, mode in enumerate(modes):
+        right.text(i, mixed[mode]["frames_per_s"], f"{mixed['speedup_vs_sequential'][mode]:.1f}x", ha="center")
+    right.set_ylabel("frames / s")
+    right.set_title(f"mixed workload: {results['n_requests']} requests")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="random-tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--out", type=Path, default=Path("out/engine"))
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    parser.add_argument("--sweep-frames", type=int, default=128)
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--mixed-batch", type=int, default=16, help="static bucket size = continuous concurrency")
+    parser.add_argument("--cfg-scale", type=float, default=2.0)
+    args = parser.parse_args(argv)
+
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    rows_per_request = 2 if args.cfg_scale != 1.0 else 1
+    model = from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    sweep_engine = ZonosEngine(model, EngineConfig(max_rows=rows_per_request * max(sizes), max_seq_len=1024))
+    timed_generate(sweep_engine, [[workload_request(30, 0, args.cfg_scale)]], args.device)  # warm up
+    print("batch sweep:")
+    sweep = batch_sweep(sweep_engine, sizes, args.sweep_frames, args.cfg_scale, args.device)
+    del sweep_engine
+    mixed_engine = ZonosEngine(model, EngineConfig(max_rows=rows_per_request * args.mixed_batch, max_seq_len=1536))
+    print("mixed workload:")
+    mixed = mixed_workload(mixed_engine, args.requests, args.mixed_batch, args.cfg_scale, args.device)
+
+    results = {
+        "model": args.model, "device": args.device, "dtype": args.dtype, "cfg_scale": args.cfg_scale,
+        "n_requests": args.requests, "mixed_batch": args.mixed_batch, "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"), "batch_sweep": sweep, "mixed_workload": mixed,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "engine.png")
+    speedups = mixed["speedup_vs_sequential"]
+    print(
+        f"engine {args.model} {args.device}: batch {sizes[-1]} {sweep[-1]['frames_per_s']:.0f} frames/s "
+        f"({sweep[-1]['frames_per_s'] / sweep[0]['frames_per_s']:.1f}x batch 1); mixed {args.requests} requests: "
+        f"continuous {speedups['continuous']:.1f}x, static {speedups['static_bucketed']:.1f}x sequential "
+        f"-> {args.out}/results.json"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()
