@@ -102,19 +102,12 @@ def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: in
             f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
             f"max_seq_len={max_seq_len} leaves room for; lower max_tokens_per_segment"
         )
+    controls = request.model_dump(include=set(Controls.model_fields), exclude={"text", "seed"})
     return GenerationRequest(
+        **controls,
         text=segment.text,
-        language=request.language,
         phoneme_ids=segment.phoneme_ids,
-        speaker=request.speaker,
-        emotion=request.emotion,
-        fmax=request.fmax,
-        pitch_std=request.pitch_std,
-        speaking_rate=request.speaking_rate,
-        unconditional_keys=request.unconditional_keys,
-        cfg_scale=request.cfg_scale,
         max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate), room),
-        sampling=request.sampling,
         seed=segment_seed(request.seed, segment.index),
     )
 
@@ -209,7 +202,7 @@ class Synthesizer:
         """Batched decode; a segment that ended at once (no frames) is silent."""
         voiced = [c for c in codes if c.shape[1]]
         decoded = iter(self.codec.decode(voiced) if voiced else [])
-        return [next(decoded) if c.shape[1] else np.zeros(0, np.float32) for c in codes]
+        return [next(decoded) if c.shape[1] else _SILENCE for c in codes]
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         """Audio in text order as it is decoded; the chunks joined equal `synthesize`'s audio.

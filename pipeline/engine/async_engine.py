@@ -34,7 +34,6 @@ class AsyncEngine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._listeners: dict[str, _Listener] = {}
         self._ids = itertools.count()
-        self._closed = False
         self._thread = threading.Thread(target=self._run, name="zonos-engine", daemon=True)
         self._thread.start()
 
@@ -73,7 +72,6 @@ class AsyncEngine:
         return self._thread.is_alive()
 
     def close(self) -> None:
-        self._closed = True
         self._inbox.put(("close", None))
         self._thread.join(timeout=10)
 
@@ -95,7 +93,7 @@ class AsyncEngine:
             self.engine.abort(payload)
 
     def _run(self) -> None:
-        while not self._closed:
+        while True:
             block = not self.engine.has_unfinished()
             try:
                 command, payload = self._inbox.get(block=block)
