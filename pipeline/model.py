@@ -241,11 +241,15 @@ class Attention(nn.Module):
         k_rows, v_rows = cache.k[layer, rows], cache.v[layer, rows]
         k_rows[row_index, :, positions] = k
         v_rows[row_index, :, positions] = v
-        span = mask.shape[-1]
+        span, groups = mask.shape[-1], self.n_head // self.n_kv_head
+        # Query heads that share a K/V head are folded into the query length: one plain attention
+        # per K/V head, no K/V repeated (faster than enable_gqa for decode on CPU).
+        q = q.view(n_rows, seq, self.n_kv_head, groups, self.head_dim).transpose(1, 2).flatten(2, 3)
         out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k_rows[:, :, :span], v_rows[:, :, :span], attn_mask=mask, enable_gqa=True
+            q, k_rows[:, :, :span], v_rows[:, :, :span], attn_mask=mask.repeat_interleave(groups, dim=2)
         )
-        return self.out_proj(out.transpose(1, 2).reshape(n_rows, seq, -1))
+        out = out.unflatten(2, (seq, groups)).transpose(1, 2)
+        return self.out_proj(out.reshape(n_rows, seq, -1))
 
 
 class MLP(nn.Module):
@@ -306,7 +310,8 @@ class ZonosModel(nn.Module):
         return sum(emb(frames[..., k]) for k, emb in enumerate(self.embeddings))
 
     def codebook_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final hidden states [R, d] -> fp32 logits [R, 9, 1026], MASK (1025) at -inf."""
+        """Final hidden states [R, d] (any float dtype) -> fp32 logits [R, 9, 1026], MASK (1025) at -inf."""
+        hidden = hidden.to(self.dtype)
         logits = torch.stack([head(hidden) for head in self.heads], dim=1).float()
         return F.pad(logits, (0, VOCAB_SIZE - HEAD_SIZE), value=float("-inf"))
 
@@ -316,26 +321,30 @@ class ZonosModel(nn.Module):
 
 @torch.inference_mode()
 def prefill(model: ZonosModel, cache: KVCache, inputs: torch.Tensor, lengths: torch.Tensor, first_row: int):
-    """Run right-padded sequences [R, T, d] of true `lengths` into cache rows from `first_row`; last-token logits."""
+    """Run right-padded sequences [R, T, d] of true `lengths` into cache rows from `first_row`.
+
+    Returns each row's last hidden state [R, d]; `ZonosModel.codebook_logits` turns it into logits."""
     n_rows, seq, _ = inputs.shape
     device = inputs.device
     positions = torch.arange(seq, device=device).expand(n_rows, seq)
     causal = torch.ones(seq, seq, dtype=torch.bool, device=device).tril()
     mask = (causal[None] & (positions[:, None, :] < lengths[:, None, None]))[:, None]
     hidden = model.backbone(inputs, cache, slice(first_row, first_row + n_rows), positions, mask)
-    last = hidden[torch.arange(n_rows, device=device), lengths - 1]
-    return model.codebook_logits(last)
+    return hidden[torch.arange(n_rows, device=device), lengths - 1]
 
 
 @torch.inference_mode()
 def decode_step(model: ZonosModel, cache: KVCache, frames: torch.Tensor, positions: torch.Tensor, span: int):
-    """One new delayed frame [R, 9] per cache row 0..R-1 at `positions` [R]; attends over the first `span` slots."""
+    """One new delayed frame [R, 9] per cache row 0..R-1 at `positions` [R]; attends over the first `span` slots.
+
+    Returns the final hidden states [R, d]: the heads are linear, so the engine applies guidance
+    to hidden states and runs the 9 heads once per request instead of once per row."""
     n_rows = frames.shape[0]
     mask = torch.arange(span, device=frames.device)[None, :] <= positions[:, None]
     hidden = model.backbone(
         model.embed_frames(frames)[:, None], cache, slice(0, n_rows), positions[:, None], mask[:, None, None]
     )
-    return model.codebook_logits(hidden[:, 0])
+    return hidden[:, 0]
 
 
 # --------------------------------------------------------------------------- loading

@@ -124,13 +124,14 @@ def _teacher_forced_logits(model, case, golden, index):
     lengths = torch.full((len(branches),), inputs.shape[1])
     rows, scale = torch.tensor([0]), torch.tensor([request.cfg_scale])
     uncond = torch.tensor([1 if guided else 0])
-    logits = [guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale)]
+    logits = [model.codebook_logits(guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale))]
     n_steps = golden[f"case{index}.step_logits"].shape[0]
     position = inputs.shape[1]
     for offset in range(n_prefix + 2, n_prefix + 1 + n_steps):
         frame = delayed[:, offset - 1].expand(len(branches), -1)
         positions = torch.full((len(branches),), position)
-        logits.append(guide(decode_step(model, cache, frame, positions, position + 1), rows, uncond, scale))
+        hidden = decode_step(model, cache, frame, positions, position + 1)
+        logits.append(model.codebook_logits(guide(hidden, rows, uncond, scale)))
         position += 1
     return torch.cat(logits)
 

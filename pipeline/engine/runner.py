@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from pipeline.engine.request import DEFAULT_EMOTION, GenerationRequest
 from pipeline.engine.sampler import SamplingBatch, sample
 from pipeline.engine.scheduler import Sequence
-from pipeline.model import EOS_TOKEN, HEAD_SIZE, MASK_TOKEN, N_CODEBOOKS, ZonosModel, decode_step, prefill
+from pipeline.model import EOS_TOKEN, MASK_TOKEN, N_CODEBOOKS, ZonosModel, decode_step, prefill
 from pipeline.text import language_id
 
 UNKNOWN = -1  # a delayed entry whose sample is still due
@@ -58,11 +57,14 @@ def delayed_layout(request: GenerationRequest) -> torch.Tensor:
     return delayed
 
 
-def guide(logits: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tensor, cfg_scale: torch.Tensor):
-    """Classifier-free guidance per request; a request without guidance points both at its one row."""
-    cond, uncond = logits[cond_rows, :, :HEAD_SIZE], logits[uncond_rows, :, :HEAD_SIZE]
-    guided = uncond + (cond - uncond) * cfg_scale[:, None, None]
-    return F.pad(guided, (0, logits.shape[-1] - HEAD_SIZE), value=float("-inf"))
+def guide(hidden: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tensor, cfg_scale: torch.Tensor):
+    """Classifier-free guidance per request, on final hidden states [rows, d] -> fp32 [requests, d].
+
+    The heads are linear without bias, so guiding hidden states then applying the heads equals the
+    reference's guidance of logits, at half the head work. A request without guidance points both
+    indices at its one row."""
+    cond, uncond = hidden[cond_rows].float(), hidden[uncond_rows].float()
+    return uncond + (cond - uncond) * cfg_scale[:, None]
 
 
 @dataclass
@@ -145,13 +147,13 @@ class ModelRunner:
                 self.row_owner.append(seq)
         first_row = seqs[0].rows[0]
         lengths = torch.tensor([len(x) for x in inputs], device=device)
-        logits = prefill(model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
+        hidden = prefill(model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
 
         def batch_rows(which: int) -> torch.Tensor:  # cache rows -> rows of this prefill batch
             return torch.tensor([seq.rows[which] - first_row for seq in seqs], device=device)
 
         cfg = torch.tensor([seq.request.cfg_scale for seq in seqs], device=device)
-        guided = guide(logits, batch_rows(0), batch_rows(-1), cfg)
+        guided = model.codebook_logits(guide(hidden, batch_rows(0), batch_rows(-1), cfg))
         slots = torch.tensor([seq.slot for seq in seqs], device=device)
         offsets = torch.tensor([seq.request.n_prefix_frames + 1 for seq in seqs], device=device)
         sampling = SamplingBatch.from_params([s.request.sampling for s in seqs], [s.seed for s in seqs], device)
@@ -182,8 +184,8 @@ class ModelRunner:
         slots, offsets, k = batch.slots, batch.offsets, self.codebooks
 
         frames = self.delayed[slots[:, None], k, (offsets - 1)[:, None]]
-        logits = decode_step(self.model, self.cache, frames[batch.row_request], batch.positions, batch.span)
-        guided = guide(logits, batch.cond_rows, batch.uncond_rows, batch.cfg_scale)
+        hidden = decode_step(self.model, self.cache, frames[batch.row_request], batch.positions, batch.span)
+        guided = self.model.codebook_logits(guide(hidden, batch.cond_rows, batch.uncond_rows, batch.cfg_scale))
         guided[:, 1:, EOS_TOKEN] = float("-inf")  # only codebook 0 may end the utterance
 
         window = batch.sampling.max_window

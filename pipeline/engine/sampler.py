@@ -85,10 +85,15 @@ def uniform_noise(seed_key: torch.Tensor, counter: torch.Tensor, n_codebooks: in
 
 
 def apply_repetition_penalty(logits: torch.Tensor, recent: torch.Tensor, valid: torch.Tensor, penalty: torch.Tensor):
-    """Each valid occurrence in `recent` [n, 9, W] multiplies that token's factor by `penalty` [n]."""
-    counts = torch.zeros_like(logits).scatter_add_(-1, recent.clamp(max=logits.shape[-1] - 1), valid.to(logits.dtype))
-    factor = penalty[:, None, None] ** counts
-    return torch.where(logits <= 0, logits * factor, logits / factor)
+    """Each valid occurrence in `recent` [n, 9, W] multiplies that token's factor by `penalty` [n].
+
+    Only the W recent tokens change, so they are gathered, penalised and scattered back: every
+    entry counts the valid entries holding the same token, so duplicates write equal values."""
+    index = recent.clamp(max=logits.shape[-1] - 1)
+    same_token = (index[..., :, None] == index[..., None, :]) & valid[..., None, :].bool()
+    factor = penalty[:, None, None] ** same_token.sum(dim=-1).to(logits.dtype)
+    values = logits.gather(-1, index)
+    return logits.scatter(-1, index, torch.where(values <= 0, values * factor, values / factor))
 
 
 def _renormalise(probs: torch.Tensor) -> torch.Tensor:
