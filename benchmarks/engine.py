@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="random-tiny")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--out", type=Path, default=Path("out/engine"))
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     parser.add_argument("--sweep-frames", type=int, default=128)
@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     mixed = mixed_workload(mixed_engine, args.requests, args.mixed_batch, args.cfg_scale, args.device)
 
     results = {
-        "model": args.model, "device": args.device, "dtype": args.dtype, "cfg_scale": args.cfg_scale,
+        "model": args.model, "device": args.device, "dtype": str(model.dtype).removeprefix("torch."),
+        "cfg_scale": args.cfg_scale,
         "n_requests": args.requests, "mixed_batch": args.mixed_batch, "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"), "batch_sweep": sweep, "mixed_workload": mixed,

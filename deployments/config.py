@@ -21,7 +21,12 @@ class ModelSources(BaseModel):
         None, description="Load random-tiny models when the real ones cannot be had (the output is NOT speech)."
     )
     device: str = "cpu"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="The LM's dtype; auto = bfloat16 on CUDA, float32 on CPU."
+    )
+    codec_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="The vocoder's dtype; auto = float16 on CUDA, float32 on CPU."
+    )
 
 
 class BatchSettings(BaseModel):

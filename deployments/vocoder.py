@@ -27,7 +27,7 @@ class Vocoder:
         sources = self.config.sources
 
         def load(source: str) -> Codec:
-            return Codec.from_pretrained(source, device=sources.device)
+            return Codec.from_pretrained(source, device=sources.device, dtype=sources.codec_dtype)
 
         self.codec, self.real_weights = load_with_fallback(load, sources.codec, sources.fallback, "codec")
         self._latency = Histogram(

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speaking-rate", type=float, default=15.0)
     synth.add_argument("--cfg-scale", type=float, default=2.0)
     synth.add_argument("--device", default="cpu")
-    synth.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    synth.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto: bfloat16 on CUDA"
+    )
     return parser
 
 

@@ -171,13 +171,15 @@ class Codec:
         cls,
         source: str,
         device: str | torch.device = "cpu",
-        dtype: str | torch.dtype = "float32",
+        dtype: str | torch.dtype = "auto",
         *,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> Codec:
-        """Load from a Hugging Face repo id (`descript/dac_44khz`), a local directory, or `random-tiny`."""
-        torch_dtype = resolve_dtype(dtype)
+        """Load from a Hugging Face repo id (`descript/dac_44khz`), a local directory, or `random-tiny`.
+
+        dtype "auto" is float16 on CUDA (the chunked fp16 vocoder) and float32 elsewhere."""
+        torch_dtype = resolve_dtype(dtype, device, cuda_default=torch.float16)
         if source == RANDOM_TINY:
             logger.warning(
                 "codec %r has RANDOM weights: it decodes to noise, not speech. Pass %s or a local "

@@ -350,11 +350,16 @@ def decode_step(model: ZonosModel, cache: KVCache, frames: torch.Tensor, positio
 # --------------------------------------------------------------------------- loading
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(
+    dtype: str | torch.dtype, device: str | torch.device = "cpu", cuda_default: torch.dtype = torch.bfloat16
+) -> torch.dtype:
+    """A dtype name, or "auto": `cuda_default` on CUDA (the fast path), float32 elsewhere."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return cuda_default if torch.device(device).type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -380,11 +385,11 @@ def random_model(config: ZonosConfig, seed: int = RANDOM_SEED) -> ZonosModel:
     return model
 
 
-def from_pretrained(
-    source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
-) -> ZonosModel:
-    """Load from a local directory, a Hugging Face repo id, `random-tiny` or `zonos-1.6b-random`."""
-    dtype = resolve_dtype(dtype)
+def from_pretrained(source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto") -> ZonosModel:
+    """Load from a local directory, a Hugging Face repo id, `random-tiny` or `zonos-1.6b-random`.
+
+    dtype "auto" is bfloat16 on CUDA and float32 elsewhere."""
+    dtype = resolve_dtype(dtype, device)
     if source in (RANDOM_TINY, RANDOM_1B6):
         logger.warning(
             "model %r has RANDOM weights: it outputs noise, not speech. Pass %s or a local "

@@ -24,13 +24,13 @@ from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import GenerationRequest, ZonosEngine
 from pipeline.engine.request import SPEAKER_DIM, Controls
 from pipeline.engine.scheduler import cache_positions
-from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_TINY
+from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_1B6, RANDOM_TINY
 from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
 from pipeline.speaker import SpeakerEncoder
 
 # A segment may run to this multiple of its expected duration (plus a second) before it is cut:
 # generous for slow speech, yet a runaway segment cannot run to the model's 30 s cap.
-FRAME_BUDGET_FACTOR = 2.5
+DEFAULT_DURATION_BUDGET = 2.5
 MIN_SPEAKING_RATE = 5.0  # phonemes per second assumed when a request asks for less
 _SEED_STRIDE = 0x9E3779B97F4A7C15
 _SILENCE = np.zeros(0, np.float32)
@@ -43,6 +43,12 @@ class SynthesisRequest(Controls):
     max_bucket_size: int = Field(16, ge=1, le=256)
     pause_ms: float = Field(200.0, ge=0.0, le=5000.0)
     crossfade_ms: float = Field(0.0, ge=0.0, le=200.0)
+    duration_budget: float = Field(
+        DEFAULT_DURATION_BUDGET,
+        ge=1.0,
+        le=10.0,
+        description="A segment is cut at this multiple of its expected duration (from speaking_rate) plus 1 s.",
+    )
 
 
 @dataclass
@@ -81,10 +87,10 @@ class AudioChunk:
     segment: SegmentResult | None = field(default=None)  # set on the last chunk
 
 
-def frame_budget(n_tokens: int, speaking_rate: float) -> int:
-    """max_new_tokens for a segment: a generous multiple of its expected duration, at most 30 s."""
+def frame_budget(n_tokens: int, speaking_rate: float, duration_budget: float = DEFAULT_DURATION_BUDGET) -> int:
+    """max_new_tokens for a segment: `duration_budget` times its expected duration plus 1 s, at most 30 s."""
     expected_seconds = n_tokens / max(speaking_rate, MIN_SPEAKING_RATE)
-    frames = math.ceil((FRAME_BUDGET_FACTOR * expected_seconds + 1.0) * FRAME_RATE)
+    frames = math.ceil((duration_budget * expected_seconds + 1.0) * FRAME_RATE)
     return min(frames, MAX_FRAMES)
 
 
@@ -107,7 +113,7 @@ def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: in
         **controls,
         text=segment.text,
         phoneme_ids=segment.phoneme_ids,
-        max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate), room),
+        max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate, request.duration_budget), room),
         seed=segment_seed(request.seed, segment.index),
     )
 
@@ -137,16 +143,18 @@ class Synthesizer:
         codec: str | None = None,
         speaker: str | None = None,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
+        codec_dtype: str = "auto",
         **engine_config,
     ) -> Synthesizer:
-        """Load all three models; with model `random-tiny` the codec and speaker default to random-tiny too."""
-        offline = model == RANDOM_TINY
+        """Load all three models; with a random model (`random-tiny`, `zonos-1.6b-random`) the codec and
+        speaker default to random-tiny. dtype "auto": bfloat16 LM and float16 codec on CUDA, else float32."""
+        offline = model in (RANDOM_TINY, RANDOM_1B6)
         codec = codec or (RANDOM_TINY if offline else "descript/dac_44khz")
         speaker = speaker or (RANDOM_TINY if offline else "Zyphra/Zonos-v0.1-speaker-embedding")
         return cls(
             ZonosEngine.from_pretrained(model, device=device, dtype=dtype, **engine_config),
-            Codec.from_pretrained(codec, device=device),
+            Codec.from_pretrained(codec, device=device, dtype=codec_dtype),
             SpeakerEncoder.from_pretrained(speaker, device=device),
         )
 
@@ -246,7 +254,7 @@ def synthesize(
     *,
     model: str = "Zyphra/Zonos-v0.1-transformer",
     device: str = "cpu",
-    dtype: str = "float32",
+    dtype: str = "auto",
     **options,
 ) -> SynthesisResult:
     """One call from text to audio. `voice`: None, a 128-float embedding, or a clip (path, bytes,

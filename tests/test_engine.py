@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from conftest import CASES, case_request, new_reference_codes, reference_delayed
-from pipeline.engine import GenerationRequest, SamplingParams
+from pipeline.engine import EngineConfig, GenerationRequest, SamplingParams, ZonosEngine
 from pipeline.engine import runner as runner_module
+from pipeline.engine.cuda_graphs import BucketedDecodeStep
 from pipeline.engine.sampler import apply_repetition_penalty
 
 NEAR_TIE = 1e-4
@@ -96,6 +97,40 @@ def test_a_request_joining_mid_flight_gets_its_solo_tokens(engine, golden):
         run_step()
     assert_matches_reference(torch.cat(collected["early"], dim=1), golden, 0)
     assert_matches_reference(torch.cat(collected["late"], dim=1), golden, 2)
+
+
+@pytest.fixture
+def bucketed_engine(engine):
+    """The CUDA-graph path's static shapes (padded rows, rounded span), run eagerly on the CPU."""
+    bucketed = ZonosEngine(engine.model, EngineConfig(max_rows=24, max_seq_len=512))
+    bucketed.runner.graphs = BucketedDecodeStep(engine.model, bucketed.runner.cache, span_bucket=16, capture=False)
+    return bucketed
+
+
+def test_bucketed_decode_shapes(engine):
+    step = BucketedDecodeStep(engine.model, engine.model.make_cache(24, 40), span_bucket=16, capture=False)
+    assert [step.buckets(n, 1)[0] for n in (1, 2, 3, 5, 9, 13, 17, 24)] == [1, 2, 4, 8, 12, 16, 24, 24]
+    assert [step.buckets(1, span)[1] for span in (1, 16, 17, 33, 40)] == [16, 16, 32, 40, 40]
+
+
+def test_bucketed_decode_padding_changes_no_tokens(bucketed_engine, golden):
+    """Padded rows and a rounded-up span: every case still gets the reference's tokens, also when a
+    request joins mid-flight (rows 2 -> 6 cross buckets) and spans cross 16-position buckets."""
+    results = bucketed_engine.generate([case_request(case) for case in CASES[:3]])
+    for index, result in enumerate(results):
+        assert_matches_reference(result.codes, golden, index)
+    collected = {"early": [], "late": []}
+    bucketed_engine.add_request(case_request(CASES[0]), "early")
+    for step in range(100):
+        if step == 20:
+            bucketed_engine.add_request(case_request(CASES[2]), "late")
+            bucketed_engine.add_request(case_request(CASES[1]), "late2")
+        for chunk in bucketed_engine.step():
+            collected.setdefault(chunk.request_id, []).append(chunk.frames)
+        if not bucketed_engine.has_unfinished():
+            break
+    for name, index in (("early", 0), ("late", 2), ("late2", 1)):
+        assert_matches_reference(torch.cat(collected[name], dim=1), golden, index)
 
 
 def test_finished_rows_leave_the_decode_batch(engine, monkeypatch):

@@ -18,6 +18,7 @@ from pipeline.model import (
     decode_step,
     from_pretrained,
     prefill,
+    resolve_dtype,
 )
 from pipeline.text import tokenize
 
@@ -179,3 +180,12 @@ def test_bfloat16_engine_runs_all_six_cases():
         assert int(result.codes.min()) >= 0 and int(result.codes.max()) < 1024
         assert result.stop_reason in ("eos", "length")
         assert (result.stop_reason == "length") == (result.codes.shape[1] == case["max_new_tokens"])
+
+
+def test_auto_dtype_is_the_fast_path_on_cuda_and_exact_elsewhere():
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda:0") == torch.bfloat16
+    assert resolve_dtype("auto", "cuda", cuda_default=torch.float16) == torch.float16  # the vocoder's choice
+    assert resolve_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ValueError, match="'fp8' is not one of auto, float32"):
+        resolve_dtype("fp8")

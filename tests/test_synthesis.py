@@ -1,6 +1,7 @@
 """The whole pipeline without Ray: split -> bucket -> engine -> vocoder -> join, and the CLI."""
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from pipeline.__main__ import main
 from pipeline.audio import segment_layout
 from pipeline.codec import HOP_LENGTH, SAMPLE_RATE, Codec
 from pipeline.engine import SamplingParams, ZonosEngine
-from pipeline.model import MAX_FRAMES
+from pipeline.model import FRAME_RATE, MAX_FRAMES
 from pipeline.segment import split_text
 from pipeline.speaker import SpeakerEncoder
 from pipeline.synthesis import SynthesisRequest, Synthesizer, frame_budget, segment_request, segment_seed
@@ -48,6 +49,15 @@ def test_frame_budget_scales_with_phonemes_and_rate_and_is_capped():
     assert 2 * expected_frames <= frame_budget(60, 15.0) < 4 * expected_frames
     assert frame_budget(10_000, 15.0) == MAX_FRAMES
     assert frame_budget(30, 0.0) == frame_budget(30, 5.0)  # rate 0 does not divide by zero
+    # duration_budget 1: the expected duration (60 phonemes at 15/s = 4 s) plus the 1 s margin
+    assert frame_budget(60, 15.0, duration_budget=1.0) == math.ceil(5.0 * FRAME_RATE)
+
+
+def test_segment_request_takes_its_frame_budget_from_the_request():
+    segment = split_text("A short sentence to budget.", "en-us", 300)[0]
+    tight = segment_request(SynthesisRequest(text=segment.text, duration_budget=1.0), segment, 3072)
+    loose = segment_request(SynthesisRequest(text=segment.text), segment, 3072)
+    assert tight.max_new_tokens == frame_budget(segment.n_tokens, 15.0, 1.0) < loose.max_new_tokens
 
 
 def test_segment_seeds_are_distinct_and_reproducible():

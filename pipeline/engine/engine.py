@@ -34,6 +34,10 @@ class EngineConfig(BaseModel):
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Prefill tokens admitted per step (one request always fits)."
     )
+    cuda_graphs: bool = Field(True, description="On CUDA, replay decode steps from CUDA graphs (ignored elsewhere).")
+    graph_span_bucket: int = Field(
+        256, ge=16, description="CUDA graphs attend over the live span rounded up to a multiple of this."
+    )
 
 
 @dataclass
@@ -49,14 +53,16 @@ class EngineStats:
 class ZonosEngine:
     def __init__(self, model: ZonosModel, config: EngineConfig | None = None):
         self.model = model
-        self.config = config or EngineConfig()
-        self.runner = ModelRunner(model, self.config.max_rows, self.config.max_seq_len)
-        self.scheduler = Scheduler(self.config.max_rows, self.config.max_prefill_tokens)
+        self.config = config = config or EngineConfig()
+        self.runner = ModelRunner(
+            model, config.max_rows, config.max_seq_len, config.cuda_graphs, config.graph_span_bucket
+        )
+        self.scheduler = Scheduler(config.max_rows, config.max_prefill_tokens)
         self._ids = itertools.count()
         self.stats = EngineStats()
 
     @classmethod
-    def from_pretrained(cls, source: str, device: str = "cpu", dtype: str = "float32", **config) -> ZonosEngine:
+    def from_pretrained(cls, source: str, device: str = "cpu", dtype: str = "auto", **config) -> ZonosEngine:
         """Load the model (see `pipeline.model.from_pretrained`); `config` holds EngineConfig fields."""
         return cls(from_pretrained(source, device=device, dtype=dtype), EngineConfig(**config))
 

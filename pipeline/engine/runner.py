@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from pipeline.engine.cuda_graphs import BucketedDecodeStep
 from pipeline.engine.request import DEFAULT_EMOTION, GenerationRequest
 from pipeline.engine.sampler import SamplingBatch, sample
 from pipeline.engine.scheduler import Sequence
@@ -104,10 +105,15 @@ class _ActiveBatch:
 
 
 class ModelRunner:
-    def __init__(self, model: ZonosModel, max_rows: int, max_seq_len: int):
+    def __init__(
+        self, model: ZonosModel, max_rows: int, max_seq_len: int, cuda_graphs: bool = True, graph_span_bucket: int = 256
+    ):
         self.model = model
         self.device = model.device
         self.cache = model.make_cache(max_rows, max_seq_len)
+        # On CUDA, decode steps replay recorded graphs (see cuda_graphs.py); elsewhere they run eagerly.
+        use_graphs = cuda_graphs and self.device.type == "cuda"
+        self.graphs = BucketedDecodeStep(model, self.cache, graph_span_bucket) if use_graphs else None
         self.delayed = torch.full(
             (max_rows, N_CODEBOOKS, max_seq_len), MASK_TOKEN, dtype=torch.long, device=self.device
         )
@@ -184,7 +190,10 @@ class ModelRunner:
         slots, offsets, k = batch.slots, batch.offsets, self.codebooks
 
         frames = self.delayed[slots[:, None], k, (offsets - 1)[:, None]]
-        hidden = decode_step(self.model, self.cache, frames[batch.row_request], batch.positions, batch.span)
+        if self.graphs is None:
+            hidden = decode_step(self.model, self.cache, frames[batch.row_request], batch.positions, batch.span)
+        else:
+            hidden = self.graphs(frames[batch.row_request], batch.positions, batch.span)
         guided = self.model.codebook_logits(guide(hidden, batch.cond_rows, batch.uncond_rows, batch.cfg_scale))
         guided[:, 1:, EOS_TOKEN] = float("-inf")  # only codebook 0 may end the utterance
 
