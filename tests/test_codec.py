@@ -257,11 +257,12 @@ def test_only_the_44khz_codec_is_accepted():
         Codec(random_model(DacConfig(encoder_hidden_size=8, decoder_hidden_size=64)))  # 16 kHz
 
 
-def test_bfloat16_decodes_close_to_float32(tiny):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])  # float16: the chunked vocoder on CUDA
+def test_half_precision_chunked_decode_is_close_to_float32(tiny, dtype):
     codes = random_codes(40)
-    half = Codec(random_model(random_tiny_config()).to(dtype=torch.bfloat16), chunk_frames=16)
+    half = Codec(random_model(random_tiny_config()).to(dtype=dtype), chunk_frames=16)
     audio = half.decode([codes])[0]
-    assert audio.dtype == np.float32 and half.dtype == torch.bfloat16
+    assert audio.dtype == np.float32 and half.dtype == dtype
     assert np.abs(audio - whole(tiny, codes)).max() < 0.1
 
 
