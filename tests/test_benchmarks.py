@@ -2,7 +2,9 @@
 
 import json
 
-from benchmarks import engine
+import torch
+
+from benchmarks import engine, serve
 
 
 def test_engine_benchmark_writes_results_and_plot(tmp_path, capsys):
@@ -16,3 +18,25 @@ def test_engine_benchmark_writes_results_and_plot(tmp_path, capsys):
     assert modes["speedup_vs_sequential"]["sequential"] == 1.0
     assert (tmp_path / "engine.png").stat().st_size > 0
     assert "continuous" in capsys.readouterr().out
+
+
+def test_serve_benchmark_in_process_mode_writes_consistent_stats(tmp_path, capsys):
+    """In-process only (no Ray: a session may already run one for test_serve): tiny levels, short texts."""
+    argv = ["--modes", "inprocess", "--concurrency", "1,2", "--requests-per-level", "2"]
+    threads = torch.get_num_threads()
+    results = serve.main([*argv, "--min-chars", "20", "--max-chars", "50", "--out", str(tmp_path)])
+    assert torch.get_num_threads() == threads  # it ran on --threads 1 and gave the setting back
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["inprocess"]["levels"] == results["inprocess"]["levels"]
+    assert "serve" not in saved and saved["serve_vs_inprocess"] == []
+    levels = saved["inprocess"]["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 2]
+    for level in levels:
+        assert level["requests"] == len(level["records"]) == 2 and level["errors"] == 0
+        assert level["audio_s"] > 0 and level["audio_s_per_s"] == level["audio_s"] / level["wall_s"]
+        assert level["rtf_p50"] <= level["rtf_p95"] and level["ttfa_p50_s"] <= level["ttfa_p95_s"]
+        assert all(0 < r["ttfa_s"] <= r["wall_s"] for r in level["records"])
+    # seeded requests on the same texts: both levels did exactly the same work
+    assert levels[0]["audio_s"] == levels[1]["audio_s"]
+    assert (tmp_path / "serve.png").stat().st_size > 0
+    assert "audio-s/s" in capsys.readouterr().out
