@@ -272,7 +272,8 @@ class Codec:
         for length, group in pieces.items():
             for first in range(0, len(group), self.max_batch):
                 batch = group[first : first + self.max_batch]
-                codes = torch.stack([spans[i][0][:, s : s + length] for i, s, _, _ in batch])
+                # spans may arrive on the host (the Vocoder deployment builds them from numpy)
+                codes = torch.stack([spans[i][0][:, s : s + length] for i, s, _, _ in batch]).to(self.device)
                 audio = self.model.decode(audio_codes=codes).audio_values.float().cpu().numpy()
                 for row, (i, s, keep_from, keep_to) in zip(audio, batch, strict=True):
                     a = spans[i][1]
