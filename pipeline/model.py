@@ -205,10 +205,10 @@ class KVCache:
         angles = torch.arange(max_seq_len, dtype=torch.float64, device=device)[:, None] * inv_freq
         self.cos, self.sin = angles.cos().float(), angles.sin().float()
 
-    def move_row(self, src: int, dst: int) -> None:
-        """Copy a row's K/V to another row (keeps the live rows contiguous when one leaves)."""
-        self.k[:, dst] = self.k[:, src]
-        self.v[:, dst] = self.v[:, src]
+    def move_row(self, src: int, dst: int, length: int | None = None) -> None:
+        """Copy a row's first `length` positions of K/V to another row (keeps the live rows contiguous)."""
+        self.k[:, dst, :, :length] = self.k[:, src, :, :length]
+        self.v[:, dst, :, :length] = self.v[:, src, :, :length]
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -114,6 +114,7 @@ def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: in
         text=segment.text,
         phoneme_ids=segment.phoneme_ids,
         max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate, request.duration_budget), room),
+        priority=0 if segment.index == 0 else 1,  # a text's first audio before other texts' later segments
         seed=segment_seed(request.seed, segment.index),
     )
 

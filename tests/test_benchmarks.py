@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from benchmarks import engine, serve
+from benchmarks import engine, longtext, serve
 
 
 def test_engine_benchmark_writes_results_and_plot(tmp_path, capsys):
@@ -40,3 +40,16 @@ def test_serve_benchmark_in_process_mode_writes_consistent_stats(tmp_path, capsy
     assert levels[0]["audio_s"] == levels[1]["audio_s"]
     assert (tmp_path / "serve.png").stat().st_size > 0
     assert "audio-s/s" in capsys.readouterr().out
+
+
+def test_longtext_benchmark_runs_both_modes_in_their_own_processes(tmp_path, capsys):
+    results = longtext.main(["--sizes", "150", "--max-rows", "8", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["mode"], r["size"]) for r in saved["runs"]] == [("fast", 150), ("sequential", 150)]
+    fast, sequential = saved["runs"]
+    assert fast["segments"] == sequential["segments"] >= 2  # the same text, split the same way
+    assert 100 < fast["chars"] <= 150 and fast["peak_memory_mb"] > 0
+    assert fast["rtf"] == fast["wall_s"] / fast["audio_s"]
+    assert results["speedup_fast_vs_sequential"][150] == sequential["wall_s"] / fast["wall_s"]
+    assert (tmp_path / "longtext.png").stat().st_size > 0
+    assert "fast vs sequential" in capsys.readouterr().out

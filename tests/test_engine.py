@@ -10,6 +10,7 @@ from pipeline.engine import EngineConfig, GenerationRequest, SamplingParams, Zon
 from pipeline.engine import runner as runner_module
 from pipeline.engine.cuda_graphs import BucketedDecodeStep
 from pipeline.engine.sampler import apply_repetition_penalty
+from pipeline.engine.scheduler import Scheduler, Sequence
 
 NEAR_TIE = 1e-4
 
@@ -247,3 +248,14 @@ def test_generation_request_defaults_are_the_reference_s():
         temperature=1.0, top_p=0, top_k=0, min_p=0.1, linear=0, conf=0, quad=0,
         repetition_penalty=3.0, repetition_penalty_window=2,
     )  # fmt: skip
+
+
+def test_lower_priority_is_admitted_first_and_equal_ones_in_arrival_order():
+    scheduler = Scheduler(max_rows=4, max_prefill_tokens=10_000)
+    for name, priority in (("a", 1), ("b", 1), ("c", 0), ("d", 0)):
+        request = GenerationRequest(text="-", phoneme_ids=[0, 1], priority=priority)
+        scheduler.add(Sequence(name, request, [0, 1], seed=0))
+    assert scheduler.remove_waiting("d").request_id == "d"
+    admitted = [seq.request_id for seq in scheduler.admit(used_rows=0)]
+    assert admitted == ["c", "a"]  # guided: two rows each, four rows free
+    assert [seq.request_id for seq in scheduler.admit(used_rows=2)] == ["b"]

@@ -60,6 +60,12 @@ def test_segment_request_takes_its_frame_budget_from_the_request():
     assert tight.max_new_tokens == frame_budget(segment.n_tokens, 15.0, 1.0) < loose.max_new_tokens
 
 
+def test_a_texts_first_segment_is_admitted_before_other_texts_later_segments():
+    first, second = split_text("The first sentence is here. And then a second one follows.", "en-us", 30)[:2]
+    request = SynthesisRequest(text="-")
+    assert segment_request(request, first, 3072).priority < segment_request(request, second, 3072).priority
+
+
 def test_segment_seeds_are_distinct_and_reproducible():
     seeds = [segment_seed(7, i) for i in range(100)]
     assert len(set(seeds)) == 100 and seeds == [segment_seed(7, i) for i in range(100)]

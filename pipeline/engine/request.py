@@ -100,6 +100,9 @@ class GenerationRequest(Controls):
         None, description="Already tokenised phonemes (BOS ... EOS); when given, `text` is not phonemised again."
     )
     max_new_tokens: int = Field(MAX_FRAMES, ge=1)
+    priority: int = Field(
+        0, ge=0, description="Admission order among waiting requests: lower first, equal ones first come first served."
+    )
     audio_prefix_codes: list[list[int]] | None = Field(
         None, description="Codes of audio to continue from: 9 lists of P codes in 0..1023."
     )

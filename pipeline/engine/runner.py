@@ -242,8 +242,8 @@ class ModelRunner:
         for row in sorted(seq.rows, reverse=True):
             last = len(self.row_owner) - 1
             if row != last:
-                self.cache.move_row(last, row)
                 owner = self.row_owner[last]
+                self.cache.move_row(last, row, owner.max_len)  # the positions it can use, not the whole row
                 owner.rows[owner.rows.index(last)] = row
                 self.row_owner[row] = owner
             self.row_owner.pop()

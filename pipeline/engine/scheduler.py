@@ -1,8 +1,9 @@
-"""Which requests run: a FIFO waiting queue admitted into free KV-cache rows between steps."""
+"""Which requests run: a priority queue (FIFO within a priority) admitted into free KV-cache rows between steps."""
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import itertools
 from dataclasses import dataclass, field
 
 from pipeline.engine.request import GenerationRequest
@@ -54,20 +55,25 @@ class Sequence:
 
 
 class Scheduler:
-    """FIFO admission: a request enters when its rows fit; prefill work per step is bounded."""
+    """Admission by (priority, arrival): the head enters when its rows fit; prefill work per step is bounded.
+
+    The Serve graph gives each text's first segment priority 0 and the rest 1, so under load a new
+    request's first audio does not wait behind the later segments of requests already playing."""
 
     def __init__(self, max_rows: int, max_prefill_tokens: int):
         self.max_rows = max_rows
         self.max_prefill_tokens = max_prefill_tokens
-        self.waiting: deque[Sequence] = deque()
+        self.waiting: list[tuple[int, int, Sequence]] = []  # a heap of (priority, arrival, sequence)
+        self._arrivals = itertools.count()
 
     def add(self, seq: Sequence) -> None:
-        self.waiting.append(seq)
+        heapq.heappush(self.waiting, (seq.request.priority, next(self._arrivals), seq))
 
     def remove_waiting(self, request_id: str) -> Sequence | None:
-        for seq in self.waiting:
+        for index, (_, _, seq) in enumerate(self.waiting):
             if seq.request_id == request_id:
-                self.waiting.remove(seq)
+                self.waiting.pop(index)
+                heapq.heapify(self.waiting)
                 return seq
         return None
 
@@ -76,11 +82,11 @@ class Scheduler:
         admitted: list[Sequence] = []
         tokens = 0
         while self.waiting:
-            seq = self.waiting[0]
+            seq = self.waiting[0][-1]
             over_budget = admitted and tokens + seq.prefill_len * seq.n_rows > self.max_prefill_tokens
             if used_rows + seq.n_rows > self.max_rows or over_budget:
                 break
-            self.waiting.popleft()
+            heapq.heappop(self.waiting)
             admitted.append(seq)
             used_rows += seq.n_rows
             tokens += seq.prefill_len * seq.n_rows
