@@ -103,9 +103,10 @@ def plot(results: dict, path: Path) -> None:
     modes = ["sequential", "static_bucketed", "continuous"]
     right.bar(modes, [mixed[m]["frames_per_s"] for m in modes], color=["grey", "tab:blue", "tab:green"])
     for i, mode in enumerate(modes):
-        right.text(i, mixed[mode]["frames_per_s"], f"{mixed['speedup_vs_sequential'][mode]:.1f}x", ha="center")
+        speedup = f"{mixed['speedup_vs_sequential'][mode]:.1f}x"
+        right.text(i, mixed[mode]["frames_per_s"], speedup, ha="center", va="bottom")
     right.set_ylabel("frames / s")
-    right.set_title(f"mixed workload: {results['n_requests']} requests")
+    right.set_title(f"mixed workload: {results['n_requests']} requests, {results['mixed_batch']} at a time")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

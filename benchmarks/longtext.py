@@ -91,7 +91,7 @@ def run_one(model: str, device: str, dtype: str, max_rows: int, n_chars: int, mo
     """One (size, mode) measurement; runs in its own process."""
     synthesizer = Synthesizer.from_pretrained(model, device=device, dtype=dtype, max_rows=max_rows)
     settings = {"seed": seed, "duration_budget": 1.0}
-    MODES[mode](synthesizer, SynthesisRequest(text=long_text(200, seed + 1), **settings))  # warm-up
+    MODES[mode](synthesizer, SynthesisRequest(text=long_text(min(n_chars, 200), seed + 1), **settings))  # warm-up
     text = long_text(n_chars, seed)
     _sync(device)
     started = time.perf_counter()

@@ -245,9 +245,8 @@ class Attention(nn.Module):
         # Query heads that share a K/V head are folded into the query length: one plain attention
         # per K/V head, no K/V repeated (faster than enable_gqa for decode on CPU).
         q = q.view(n_rows, seq, self.n_kv_head, groups, self.head_dim).transpose(1, 2).flatten(2, 3)
-        out = F.scaled_dot_product_attention(
-            q, k_rows[:, :, :span], v_rows[:, :, :span], attn_mask=mask.repeat_interleave(groups, dim=2)
-        )
+        grouped_mask = mask[:, :, :, None].expand(-1, -1, -1, groups, -1).flatten(2, 3)  # no host sync: graph-safe
+        out = F.scaled_dot_product_attention(q, k_rows[:, :, :span], v_rows[:, :, :span], attn_mask=grouped_mask)
         out = out.unflatten(2, (seq, groups)).transpose(1, 2)
         return self.out_proj(out.reshape(n_rows, seq, -1))
 
