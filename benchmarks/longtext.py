@@ -124,6 +124,7 @@ def plot(results: dict, path: Path) -> None:
     right.set_xlabel("characters")
     right.set_ylabel("peak memory (MiB, " + ("CUDA allocated)" if results["device"].startswith("cuda") else "RSS)"))
     right.set_title("peak memory")
+    right.set_ylim(bottom=0)
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)
