@@ -15,7 +15,6 @@ continuous batching (rows join as others leave). Writes results.json and engine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import random
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import benchmark_parser
 from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
 from pipeline.model import FRAME_RATE, from_pretrained
 
@@ -112,11 +112,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="random-tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--out", type=Path, default=Path("out/engine"))
+    parser = benchmark_parser("engine", __doc__)
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
     parser.add_argument("--sweep-frames", type=int, default=128)
     parser.add_argument("--requests", type=int, default=32)

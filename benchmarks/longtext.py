@@ -17,7 +17,6 @@ longtext.png to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import platform
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import benchmark_parser
 from pipeline.audio import join_segments
 from pipeline.codec import SAMPLE_RATE
 from pipeline.segment import split_text
@@ -133,11 +133,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.longtext", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="random-tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    parser.add_argument("--out", type=Path, default=Path("out/longtext"))
+    parser = benchmark_parser("longtext", __doc__)
     parser.add_argument("--sizes", default="1000,5000,10000,20000", help="characters per text")
     parser.add_argument("--modes", default="fast,sequential")
     parser.add_argument("--max-rows", type=int, default=64, help="KV-cache rows of the engine (2 per segment)")

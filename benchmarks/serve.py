@@ -59,11 +59,12 @@ import numpy as np
 import requests
 import torch
 
+from benchmarks.common import DTYPE_CHOICES, benchmark_parser
 from pipeline.audio import SegmentJoiner, StreamingEncoder
 from pipeline.codec import SAMPLE_RATE, Codec, StreamingSpans
 from pipeline.engine import GenerationRequest, ZonosEngine
 from pipeline.engine.async_engine import AsyncEngine
-from pipeline.model import N_CODEBOOKS, RANDOM_TINY
+from pipeline.model import N_CODEBOOKS, RANDOM_1B6, RANDOM_TINY
 from pipeline.segment import split_text
 from pipeline.synthesis import SynthesisRequest, Synthesizer, segment_request
 
@@ -559,14 +560,10 @@ def _version(package: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=RANDOM_TINY, help="model source: random-tiny, zonos-1.6b-random, a repo")
+    parser = benchmark_parser("serve", __doc__)
     parser.add_argument("--codec", help="codec source (default: random-tiny for random-tiny, else descript/dac_44khz)")
     parser.add_argument("--speaker", help="speaker encoder source for the app's Voices (same default rule)")
-    parser.add_argument("--device", default="cpu")
-    dtypes = ["auto", "float32", "bfloat16", "float16"]
-    parser.add_argument("--dtype", default="auto", choices=dtypes, help="the LM's (auto: bfloat16 on CUDA, else fp32)")
-    parser.add_argument("--codec-dtype", default="auto", choices=dtypes, help="auto: float16 on CUDA, else float32")
+    parser.add_argument("--codec-dtype", default="auto", choices=DTYPE_CHOICES, help="auto: float16 on CUDA")
     parser.add_argument("--max-rows", type=int, default=64, help="engine KV-cache rows (a guided segment takes 2)")
     parser.add_argument("--max-seq-len", type=int, default=3072)
     parser.add_argument("--url", help="benchmark this running app instead of starting Ray and the app here")
@@ -580,14 +577,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="seed of the text draw")
     parser.add_argument("--threads", type=int, default=1, help="in-process torch threads (a replica gets 1); 0: all")
     parser.add_argument("--ray-cpus", type=int, default=8, help="logical CPUs for ray.init (not real cores)")
-    parser.add_argument("--out", type=Path, default=Path("out/serve"))
     args = parser.parse_args(argv)
 
     asked = {m.strip() for m in args.modes.split(",") if m.strip()}
     if not asked or asked - {"serve", "inprocess"}:
         parser.error(f"--modes takes serve and/or inprocess, got {args.modes!r}")
     modes = [m for m in ("serve", "inprocess") if m in asked]  # serve first: its Ray is gone before in-process
-    offline = args.model == RANDOM_TINY
+    offline = args.model in (RANDOM_TINY, RANDOM_1B6)  # random LMs get the random-tiny codec and speaker
     args.codec = args.codec or (RANDOM_TINY if offline else "descript/dac_44khz")
     args.speaker = args.speaker or (RANDOM_TINY if offline else "Zyphra/Zonos-v0.1-speaker-embedding")
     levels = [int(c) for c in args.concurrency.split(",")]
