@@ -70,6 +70,7 @@ class BucketedDecodeStep:
                 decode_step(self.model, self.cache, frames, positions, span)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: another thread of the process (a vocoder, say) may use CUDA during the recording
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             hidden = decode_step(self.model, self.cache, frames, positions, span)
         return graph, hidden
