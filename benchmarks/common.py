@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from pipeline.model import DTYPES, RANDOM_TINY
 
 DTYPE_CHOICES = ["auto", *DTYPES]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> "bfloat16", as results.json records it."""
+    return str(dtype).removeprefix("torch.")
 
 
 def benchmark_parser(name: str, doc: str) -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import benchmark_parser
+from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
 from pipeline.model import FRAME_RATE, from_pretrained
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     mixed = mixed_workload(mixed_engine, args.requests, args.mixed_batch, args.cfg_scale, args.device)
 
     results = {
-        "model": args.model, "device": args.device, "dtype": str(model.dtype).removeprefix("torch."),
+        "model": args.model, "device": args.device, "dtype": dtype_name(model.dtype),
         "cfg_scale": args.cfg_scale,
         "n_requests": args.requests, "mixed_batch": args.mixed_batch, "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import benchmark_parser
+from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.audio import join_segments
 from pipeline.codec import SAMPLE_RATE
 from pipeline.segment import split_text
@@ -102,7 +102,7 @@ def run_one(model: str, device: str, dtype: str, max_rows: int, n_chars: int, mo
     return {
         "size": n_chars, "chars": len(text), "mode": mode, "segments": n_segments, "wall_s": wall,
         "audio_s": seconds, "rtf": wall / seconds, "peak_memory_mb": _peak_memory_mb(device),
-        "dtype": str(synthesizer.engine.model.dtype).removeprefix("torch."),
+        "dtype": dtype_name(synthesizer.engine.model.dtype),
     }  # fmt: skip
 
 

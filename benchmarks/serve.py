@@ -59,14 +59,14 @@ import numpy as np
 import requests
 import torch
 
-from benchmarks.common import DTYPE_CHOICES, benchmark_parser
+from benchmarks.common import DTYPE_CHOICES, benchmark_parser, dtype_name
 from pipeline.audio import SegmentJoiner, StreamingEncoder
 from pipeline.codec import SAMPLE_RATE, Codec, StreamingSpans
 from pipeline.engine import GenerationRequest, ZonosEngine
 from pipeline.engine.async_engine import AsyncEngine
-from pipeline.model import N_CODEBOOKS, RANDOM_1B6, RANDOM_TINY
+from pipeline.model import N_CODEBOOKS
 from pipeline.segment import split_text
-from pipeline.synthesis import SynthesisRequest, Synthesizer, segment_request
+from pipeline.synthesis import SynthesisRequest, Synthesizer, default_sources, segment_request
 
 HEADLINE_CONCURRENCY = 16  # the target is stated at this level
 TARGET_RATIO = 0.8
@@ -364,12 +364,7 @@ class InProcessGraph:
         self.decode = MicroBatcher(self._decode, max_batch=16, wait_s=0.005)
 
     async def _admit(self, requests_: list[GenerationRequest]) -> list[str]:
-        order = sorted(range(len(requests_)), key=lambda i: len(requests_[i].phoneme_ids or requests_[i].text))
-        stream_ids = self.engine.submit([requests_[i] for i in order])
-        admitted = [""] * len(requests_)
-        for i, stream_id in zip(order, stream_ids, strict=True):
-            admitted[i] = stream_id
-        return admitted
+        return self.engine.submit_shortest_first(requests_)
 
     async def _decode(self, spans: list) -> list[np.ndarray]:
         return await asyncio.to_thread(self.codec.decode_spans, spans)
@@ -432,10 +427,6 @@ class InProcessGraph:
         await asyncio.to_thread(self.engine.close)
 
 
-def _name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 async def run_inprocess(args: argparse.Namespace, plan: dict[int, int], texts: list[str]) -> dict:
     previous_threads = torch.get_num_threads()
     if args.threads:
@@ -464,7 +455,8 @@ async def _inprocess_levels(args: argparse.Namespace, plan: dict[int, int], text
             levels.append(level_stats(concurrency, records, wall))
             _print_level("inprocess", levels[-1])
         return {
-            "threads": torch.get_num_threads(), "dtype": _name(engine.model.dtype), "codec_dtype": _name(codec.dtype),
+            "threads": torch.get_num_threads(), "dtype": dtype_name(engine.model.dtype),
+            "codec_dtype": dtype_name(codec.dtype),
             "load_s": load_s, "warmup_s": warmup.wall_s, "levels": levels,
         }  # fmt: skip
     finally:
@@ -583,9 +575,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not asked or asked - {"serve", "inprocess"}:
         parser.error(f"--modes takes serve and/or inprocess, got {args.modes!r}")
     modes = [m for m in ("serve", "inprocess") if m in asked]  # serve first: its Ray is gone before in-process
-    offline = args.model in (RANDOM_TINY, RANDOM_1B6)  # random LMs get the random-tiny codec and speaker
-    args.codec = args.codec or (RANDOM_TINY if offline else "descript/dac_44khz")
-    args.speaker = args.speaker or (RANDOM_TINY if offline else "Zyphra/Zonos-v0.1-speaker-embedding")
+    default_codec, default_speaker = default_sources(args.model)
+    args.codec, args.speaker = args.codec or default_codec, args.speaker or default_speaker
     levels = [int(c) for c in args.concurrency.split(",")]
     plan = {c: args.requests_per_level or default_requests(c) for c in levels}
     texts = workload_texts(max(plan.values()), args.seed, args.min_chars, args.max_chars)

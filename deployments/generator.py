@@ -74,14 +74,9 @@ class Generator:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _admit(self, requests: list[GenerationRequest]) -> list[str]:
-        order = sorted(range(len(requests)), key=lambda i: len(requests[i].phoneme_ids or requests[i].text))
-        stream_ids = self.engine.submit([requests[i] for i in order])
         self.recent_flushes.append(len(requests))
         self._flush_segments.observe(len(requests))
-        admitted = [""] * len(requests)
-        for i, stream_id in zip(order, stream_ids, strict=True):
-            admitted[i] = stream_id
-        return admitted
+        return self.engine.submit_shortest_first(requests)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedFrames]:
         """Stream one segment's frames, STREAM_CHUNK_FRAMES at a time (fewer on the last message)."""

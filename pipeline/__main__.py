@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from pipeline.audio import FORMATS, encode_audio
-from pipeline.model import RANDOM_TINY
+from pipeline.model import DTYPES, RANDOM_TINY
 from pipeline.synthesis import SynthesisRequest, Synthesizer
 
 
@@ -35,9 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--speaking-rate", type=float, default=15.0)
     synth.add_argument("--cfg-scale", type=float, default=2.0)
     synth.add_argument("--device", default="cpu")
-    synth.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto: bfloat16 on CUDA"
-    )
+    synth.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: bfloat16 on CUDA")
     return parser
 
 

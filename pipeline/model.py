@@ -205,7 +205,7 @@ class KVCache:
         angles = torch.arange(max_seq_len, dtype=torch.float64, device=device)[:, None] * inv_freq
         self.cos, self.sin = angles.cos().float(), angles.sin().float()
 
-    def move_row(self, src: int, dst: int, length: int | None = None) -> None:
+    def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy a row's first `length` positions of K/V to another row (keeps the live rows contiguous)."""
         self.k[:, dst, :, :length] = self.k[:, src, :, :length]
         self.v[:, dst, :, :length] = self.v[:, src, :, :length]

@@ -20,12 +20,14 @@ import torch
 from pydantic import Field
 
 from pipeline.audio import SegmentJoiner, join_segments
+from pipeline.codec import PUBLISHED_REPO as CODEC_REPO
 from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import GenerationRequest, ZonosEngine
 from pipeline.engine.request import SPEAKER_DIM, Controls
 from pipeline.engine.scheduler import cache_positions
 from pipeline.model import FRAME_RATE, MAX_FRAMES, RANDOM_1B6, RANDOM_TINY
 from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, bucket_segments, split_text
+from pipeline.speaker import PUBLISHED_REPO as SPEAKER_REPO
 from pipeline.speaker import SpeakerEncoder
 
 # A segment may run to this multiple of its expected duration (plus a second) before it is cut:
@@ -85,6 +87,13 @@ class AudioChunk:
     samples: np.ndarray
     last: bool
     segment: SegmentResult | None = field(default=None)  # set on the last chunk
+
+
+def default_sources(model: str) -> tuple[str, str]:
+    """(codec, speaker encoder) that go with an LM source: random-tiny for a random LM, else the published ones."""
+    if model in (RANDOM_TINY, RANDOM_1B6):
+        return RANDOM_TINY, RANDOM_TINY
+    return CODEC_REPO, SPEAKER_REPO
 
 
 def frame_budget(n_tokens: int, speaking_rate: float, duration_budget: float = DEFAULT_DURATION_BUDGET) -> int:
@@ -150,9 +159,8 @@ class Synthesizer:
     ) -> Synthesizer:
         """Load all three models; with a random model (`random-tiny`, `zonos-1.6b-random`) the codec and
         speaker default to random-tiny. dtype "auto": bfloat16 LM and float16 codec on CUDA, else float32."""
-        offline = model in (RANDOM_TINY, RANDOM_1B6)
-        codec = codec or (RANDOM_TINY if offline else "descript/dac_44khz")
-        speaker = speaker or (RANDOM_TINY if offline else "Zyphra/Zonos-v0.1-speaker-embedding")
+        default_codec, default_speaker = default_sources(model)
+        codec, speaker = codec or default_codec, speaker or default_speaker
         return cls(
             ZonosEngine.from_pretrained(model, device=device, dtype=dtype, **engine_config),
             Codec.from_pretrained(codec, device=device, dtype=codec_dtype),

@@ -63,3 +63,22 @@ def test_an_abandoned_stream_frees_its_rows(async_engine):
 
     assert asyncio.run(main())
     assert async_engine.engine.runner.used_rows == 0
+
+
+def test_submit_shortest_first_queues_by_length_and_answers_in_the_given_order(async_engine, golden):
+    by_length = sorted(range(len(CASES)), key=lambda i: len(CASES[i]["text"]))
+    requests = [case_request(case) for case in CASES]
+
+    async def main():
+        ids = async_engine.submit_shortest_first(requests)
+        results = await asyncio.gather(*(_frames(async_engine, request_id) for request_id in ids))
+        return ids, results
+
+    ids, results = asyncio.run(main())
+    for index, codes in enumerate(results):  # each id streams its own request's tokens
+        assert torch.equal(codes, new_reference_codes(golden, index))
+    assert [ids.index(request_id) for request_id in sorted(ids, key=lambda i: int(i[1:]))] == by_length
+
+
+async def _frames(engine: AsyncEngine, request_id: str) -> torch.Tensor:
+    return torch.cat([chunk.frames async for chunk in engine.stream(request_id)], dim=1)

@@ -46,6 +46,14 @@ class AsyncEngine:
         self._inbox.put(("add", list(zip(ids, requests, strict=True))))
         return ids
 
+    def submit_shortest_first(self, requests: list[GenerationRequest]) -> list[str]:
+        """Queue a batch shortest first, so prefills of similar lengths go together; ids in the given order."""
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].phoneme_ids or requests[i].text))
+        ids = [""] * len(requests)
+        for i, request_id in zip(order, self.submit([requests[i] for i in order]), strict=True):
+            ids[i] = request_id
+        return ids
+
     async def stream(self, request_id: str) -> AsyncIterator[FrameChunk]:
         """The chunks of one submitted request until its last; an engine error is raised here."""
         listener = self._listeners[request_id]

@@ -105,9 +105,7 @@ class _ActiveBatch:
 
 
 class ModelRunner:
-    def __init__(
-        self, model: ZonosModel, max_rows: int, max_seq_len: int, cuda_graphs: bool = True, graph_span_bucket: int = 256
-    ):
+    def __init__(self, model: ZonosModel, max_rows: int, max_seq_len: int, cuda_graphs: bool, graph_span_bucket: int):
         self.model = model
         self.device = model.device
         self.cache = model.make_cache(max_rows, max_seq_len)
