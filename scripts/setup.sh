@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-step setup on a fresh Debian/Ubuntu machine: the espeak-ng system package, then this
-# project with its test and Japanese extras into the current Python (>= 3.11).
+# project with its test and Japanese extras into the current Python (>= 3.11; a virtual
+# environment is best), every Python package at the version constraints.txt locks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +13,8 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[dev,ja]"
-echo "zonos-serve is set up: espeak-ng $(espeak-ng --version | awk '{print $4}'), $("$PYTHON" -c 'import torch; print("torch", torch.__version__)')"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev,ja]"
+# A binary mismatch (e.g. a torchaudio built for another torch) must stop the setup, not the first request.
+"$PYTHON" -c 'import torch, torchaudio, av, ray.serve, phonemizer' \
+  || { echo "setup: the installed packages do not load together (see above)" >&2; exit 1; }
+echo "zonos-serve is set up: espeak-ng $(espeak-ng --version | awk '{print $4}'), $("$PYTHON" -c 'import torch, torchaudio; print("torch", torch.__version__, "torchaudio", torchaudio.__version__)')"

@@ -1,6 +1,7 @@
 """Repository rules that must hold on every commit: lint clean, and `pipeline` never imports ray."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,49 @@ def test_readme_engine_example_runs(monkeypatch):
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["results"][0].codes.shape[0] == 9
     assert namespace["chunk"].finished
+
+
+_IMPORT_ALL = """
+import importlib, json, pkgutil, traceback
+imported, failed = [], {}
+for package in ("pipeline", "deployments", "benchmarks"):
+    root = importlib.import_module(package)
+    for name in [package] + [info.name for info in pkgutil.walk_packages(root.__path__, package + ".")]:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except BaseException:
+            failed[name] = traceback.format_exc(limit=3)
+print(json.dumps({"imported": imported, "failed": failed}))
+"""
+
+
+def test_every_module_imports():
+    """Every module of pipeline/, deployments/ and benchmarks/ loads in a fresh interpreter, so a
+    package that does not load (e.g. a torchaudio built for another torch) fails here, loudly."""
+    result = subprocess.run([sys.executable, "-c", _IMPORT_ALL], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not report["failed"], "\n".join(f"{name}:\n{error}" for name, error in report["failed"].items())
+    assert {"pipeline.text", "pipeline.speaker", "deployments.ingress", "deployments.http"} <= set(report["imported"])
+
+
+def test_binary_coupled_packages_are_pinned_exactly():
+    """torch and torchaudio are one binary pair: both exact in pyproject and the constraints file,
+    and the installed versions are the pinned ones."""
+    from importlib.metadata import version
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    constraints = (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
+    for package in ("torch", "torchaudio"):
+        (pin,) = [line.split("==", 1)[1] for line in constraints if line.startswith(f"{package}==")]
+        assert f'"{package}=={pin}"' in pyproject
+        assert version(package).split("+")[0] == pin
+
+
+def test_ci_runs_readmes_test_command():
+    """.ci/run's command is README's test command, character for character."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert f"```bash\n{command}\n```" in readme
+    assert "bash scripts/setup.sh && serve run serve_config.yaml" in readme
