@@ -74,7 +74,7 @@ def synthesize_sequential(synthesizer: Synthesizer, request: SynthesisRequest) -
     """The baseline: each segment alone, in text order, then the same join as the fast path.
 
     Each call gets the seed the fast path gives that segment, so both modes sample the same frames."""
-    segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+    segments = split_text(request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize)
     audio = [
         synthesizer.synthesize(
             request.model_copy(update={"text": s.text, "seed": segment_seed(request.seed, s.index)})

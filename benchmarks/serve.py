@@ -371,7 +371,9 @@ class InProcessGraph:
 
     async def audio(self, request: SynthesisRequest) -> AsyncIterator[np.ndarray]:
         """Joined float32 audio in text order, as the ingress streams it."""
-        segments = await asyncio.to_thread(split_text, request.text, request.language, request.max_tokens_per_segment)
+        segments = await asyncio.to_thread(
+            split_text, request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize
+        )
         max_seq_len = self.engine.engine.config.max_seq_len
         stream_ids = await asyncio.gather(*(self.admit(segment_request(request, s, max_seq_len)) for s in segments))
         joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)

@@ -117,7 +117,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from deployments.config import AppConfig
 from pipeline.audio import MEDIA_TYPES, SAMPLE_RATE, StreamingEncoder, encode_audio
 from pipeline.synthesis import SynthesisRequest
-from pipeline.text import MissingExtraError
+from pipeline.text import MissingExtraError, NothingToSpeakError
 from pipeline.voices import MAX_NAME_LENGTH, DuplicateVoiceNameError, VoiceInfo, VoiceNotFoundError
 
 __all__ = [
@@ -557,8 +557,9 @@ class _Api:
         rate = _OPUS_RATE if fmt == "opus" else SAMPLE_RATE
         return {"X-Sample-Rate": str(rate), "X-Audio-Format": fmt, "Cache-Control": "no-store"}
 
-    async def _first_chunk(self, request: Request, synthesis: SynthesisRequest, deadline: float):
-        """Start the backend's stream and wait for its first chunk (None: it ended at once)."""
+    async def _first_chunk(self, request: Request, synthesis: SynthesisRequest, deadline: float, text_param: str):
+        """Start the backend's stream and wait for its first chunk (None: it ended at once); errors
+        before it become API errors, those about the text naming `text_param`."""
         rid = request_id(request)
         iterator: AsyncIterator[np.ndarray] | None = None
         try:
@@ -575,13 +576,19 @@ class _Api:
                 raise _busy(exc) from None
             if isinstance(exc, TimeoutError):
                 raise _timeout() from None
-            _raise_unusable(exc)
+            _raise_unusable(exc, text_param)
             raise
 
     async def _audio_response(
-        self, request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float, sse: bool = False
+        self,
+        request: Request,
+        synthesis: SynthesisRequest,
+        fmt: str,
+        deadline: float,
+        text_param: str,
+        sse: bool = False,
     ) -> Response:
-        iterator, first = await self._first_chunk(request, synthesis, deadline)
+        iterator, first = await self._first_chunk(request, synthesis, deadline, text_param)
         try:
             encoder = StreamingEncoder(fmt, SAMPLE_RATE)
             head = b"" if first is None else await _encode(encoder, first)
@@ -596,8 +603,10 @@ class _Api:
             )
         return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
-    async def _whole_file(self, request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float) -> Response:
-        iterator, first = await self._first_chunk(request, synthesis, deadline)
+    async def _whole_file(
+        self, request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float, text_param: str
+    ) -> Response:
+        iterator, first = await self._first_chunk(request, synthesis, deadline, text_param)
         chunks = [] if first is None else [np.asarray(first, np.float32)]
         try:
             async with asyncio.timeout_at(deadline):
@@ -608,7 +617,7 @@ class _Api:
         except TimeoutError:
             raise _timeout() from None
         except (ValueError, MissingExtraError) as exc:
-            _raise_unusable(exc)
+            _raise_unusable(exc, text_param)
             raise
         finally:
             await _close(iterator)
@@ -640,7 +649,7 @@ class _Api:
         except ValidationError as exc:
             raise _validation_error(exc) from None
         fmt = speech.response_format or self.config.default_response_format
-        return await self._audio_response(request, synthesis, fmt, deadline, sse=speech.stream_format == "sse")
+        return await self._audio_response(request, synthesis, fmt, deadline, "input", sse=speech.stream_format == "sse")
 
     async def tts(self, request: Request) -> Response:
         clip = None
@@ -686,8 +695,8 @@ class _Api:
             raise _validation_error(exc) from None
         fmt = tts.response_format or self.config.default_response_format
         if tts.stream:
-            return await self._audio_response(request, synthesis, fmt, deadline)
-        return await self._whole_file(request, synthesis, fmt, deadline)
+            return await self._audio_response(request, synthesis, fmt, deadline, "text")
+        return await self._whole_file(request, synthesis, fmt, deadline, "text")
 
     async def voices(self, request: Request) -> Response:
         return await (self.create_voice(request) if request.method == "POST" else self.list_voices(request))
@@ -765,8 +774,11 @@ class _Api:
         return JSONResponse({"status": "ready"})
 
 
-def _raise_unusable(exc: BaseException) -> None:
-    """A request the pipeline refuses (a ValueError, or a language whose extra isn't installed) is 422."""
+def _raise_unusable(exc: BaseException, text_param: str) -> None:
+    """A request the pipeline refuses (a ValueError, or a language whose extra isn't installed) is 422;
+    text with nothing to speak after cleaning (pipeline.text.NothingToSpeakError) names the text field."""
+    if isinstance(exc, NothingToSpeakError):
+        raise ApiError(422, f"{text_param}: {_message(exc)}", param=text_param, code="nothing_to_speak") from None
     if isinstance(exc, MissingExtraError):
         raise ApiError(422, _message(exc), param="language", code="language_unavailable") from None
     if isinstance(exc, ValueError):

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
-from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Histogram
 
 from deployments.config import AppConfig
 from deployments.http import MODEL_ID, BackendBusy, VoiceInfo, build_http_app
+from deployments.ray_errors import raises_causes, replica_errors
 from pipeline.audio import SegmentJoiner
 from pipeline.codec import SAMPLE_RATE, StreamingSpans
 from pipeline.model import N_CODEBOOKS
@@ -108,44 +108,45 @@ class Ingress:
         first_audio, n_samples = None, 0
         streams = []
         try:
-            segments = await self.splitter.split.remote(request.text, request.language, request.max_tokens_per_segment)
-            logger.info("request %s: %d segments, %d characters", request_id, len(segments), len(request.text))
-            max_seq_len = self.config.engine.max_seq_len
-            streams = [
-                self.generator.options(stream=True).generate.remote(segment_request(request, segment, max_seq_len))
-                for segment in segments
-            ]
-            joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-            timings: dict[int, SegmentTiming] = {}
-            for segment, frames_stream in zip(segments, streams, strict=True):
-                spans = StreamingSpans(self._context_frames, N_CODEBOOKS)
-                n_frames = 0
-                async for item in frames_stream:
-                    n_frames += item.frames.shape[1]
-                    planned = [spans.push(torch.from_numpy(item.frames.astype(np.int64)))]
-                    if item.finished:
-                        planned.append(spans.flush())
-                        timings[segment.index] = SegmentTiming(
-                            index=segment.index,
-                            text=segment.text,
-                            n_frames=n_frames,
-                            stop_reason=item.stop_reason,
-                            done_s=time.perf_counter() - started,
-                        )
-                    decoded = [
-                        await self.vocoder.decode.remote(frames.numpy().astype(np.int16), a, b)
-                        for frames, a, b in (span for span in planned if span is not None)
-                    ]
-                    samples = np.concatenate(decoded) if decoded else np.zeros(0, np.float32)
-                    for index, piece, done in joiner.add(segment.index, samples, item.finished):
-                        if first_audio is None and len(piece):
-                            first_audio = time.perf_counter() - started
-                            self._ttfa.observe(first_audio)
-                        n_samples += len(piece)
-                        timing = timings.get(index) if done else None
-                        yield AudioPiece(segment_index=index, samples=piece, segment_done=done, timing=timing)
-        except BackPressureError as exc:
-            raise BackendBusy(str(exc)) from exc
+            with replica_errors(request_id):
+                segments = await self.splitter.split.remote(
+                    request.text, request.language, request.max_tokens_per_segment, request.normalize
+                )
+                logger.info("request %s: %d segments, %d characters", request_id, len(segments), len(request.text))
+                max_seq_len = self.config.engine.max_seq_len
+                streams = [
+                    self.generator.options(stream=True).generate.remote(segment_request(request, segment, max_seq_len))
+                    for segment in segments
+                ]
+                joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
+                timings: dict[int, SegmentTiming] = {}
+                for segment, frames_stream in zip(segments, streams, strict=True):
+                    spans = StreamingSpans(self._context_frames, N_CODEBOOKS)
+                    n_frames = 0
+                    async for item in frames_stream:
+                        n_frames += item.frames.shape[1]
+                        planned = [spans.push(torch.from_numpy(item.frames.astype(np.int64)))]
+                        if item.finished:
+                            planned.append(spans.flush())
+                            timings[segment.index] = SegmentTiming(
+                                index=segment.index,
+                                text=segment.text,
+                                n_frames=n_frames,
+                                stop_reason=item.stop_reason,
+                                done_s=time.perf_counter() - started,
+                            )
+                        decoded = [
+                            await self.vocoder.decode.remote(frames.numpy().astype(np.int16), a, b)
+                            for frames, a, b in (span for span in planned if span is not None)
+                        ]
+                        samples = np.concatenate(decoded) if decoded else np.zeros(0, np.float32)
+                        for index, piece, done in joiner.add(segment.index, samples, item.finished):
+                            if first_audio is None and len(piece):
+                                first_audio = time.perf_counter() - started
+                                self._ttfa.observe(first_audio)
+                            n_samples += len(piece)
+                            timing = timings.get(index) if done else None
+                            yield AudioPiece(segment_index=index, samples=piece, segment_done=done, timing=timing)
         finally:
             self._inflight -= 1
             for frames_stream in streams:  # a client gone or a failure: stop generating for it
@@ -195,22 +196,28 @@ class Ingress:
         async for piece in self._pieces(request, request_id):
             yield piece.samples
 
+    @raises_causes
     async def embed_clip(self, clip: bytes) -> list[float]:
         return await self.voices.embed_clip.remote(clip)
 
+    @raises_causes
     async def create_voice(self, name: str, clip: bytes) -> VoiceInfo:
         return VoiceInfo(**await self.voices.create.remote(name, clip))
 
+    @raises_causes
     async def list_voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(**voice) for voice in await self.voices.list.remote()]
 
+    @raises_causes
     async def get_voice(self, id_or_name: str) -> VoiceInfo | None:
         voice = await self.voices.get.remote(id_or_name)
         return None if voice is None else VoiceInfo(**voice)
 
+    @raises_causes
     async def delete_voice(self, voice_id: str) -> bool:
         return await self.voices.delete.remote(voice_id)
 
+    @raises_causes
     async def voice_embedding(self, id_or_name: str) -> list[float] | None:
         return await self.voices.embedding.remote(id_or_name)
 

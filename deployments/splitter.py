@@ -11,6 +11,6 @@ from pipeline.segment import Segment, split_text
 
 @serve.deployment(name="TextSplitter", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
 class TextSplitter:
-    async def split(self, text: str, language: str, max_tokens: int) -> list[Segment]:
+    async def split(self, text: str, language: str, max_tokens: int, normalize: bool = True) -> list[Segment]:
         # espeak runs in a worker thread so the replica keeps accepting requests meanwhile
-        return await asyncio.to_thread(split_text, text, language, max_tokens)
+        return await asyncio.to_thread(split_text, text, language, max_tokens, normalize=normalize)

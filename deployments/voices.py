@@ -28,7 +28,10 @@ class Voices:
         self._hit_rate = Gauge("zonos_speaker_cache_hit_rate", "Share of voice clips served from the embedding cache.")
 
     async def embed_clip(self, clip: bytes) -> list[float]:
-        """A clip in any format soundfile reads -> 128 floats; a bad clip raises ValueError."""
+        """A clip's file bytes in any format FFmpeg decodes (wav, flac, mp3, ogg, webm, m4a, ...) -> 128 floats.
+
+        A clip that is not audio, or not 1-60 s of audible sound, raises InvalidAudioError (a
+        ValueError) whose message says what was read; decoding runs in a worker thread."""
         embedding = await asyncio.to_thread(self.encoder.embed_file, clip)
         info = self.encoder.cache_info()
         self._hit_rate.set(info.hits / max(info.hits + info.misses, 1))

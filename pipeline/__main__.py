@@ -22,7 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("text", help="the text, or @path to read it from a UTF-8 file")
     synth.add_argument("--out", required=True, type=Path, help="output file")
     synth.add_argument("--format", choices=sorted(FORMATS), help="audio format (default: from --out's suffix)")
-    synth.add_argument("--voice", type=Path, help="a voice clip (1-60 s, any format soundfile reads) to clone")
+    synth.add_argument(
+        "--voice",
+        type=Path,
+        help="a voice clip to clone: 1-60 s in any format FFmpeg decodes (wav, flac, mp3, ogg, webm, m4a, ...)",
+    )
     synth.add_argument(
         "--model", default="Zyphra/Zonos-v0.1-transformer", help="LM: HF repo id, directory, or random-tiny"
     )

@@ -6,6 +6,12 @@ as a last resort, between characters. Very short pieces join a neighbour, becaus
 speaks a lone word poorly. Every count is the true length of text_to_ids() of the segment's exact
 text: espeak's reading of a phrase is not the sum of its parts (stress, liaison, number words),
 so sums of parts serve only as estimates and every segment is checked.
+
+Cleaning (pipeline.cleaning: invisible characters, layout, markup, pictographs, unreadable
+scripts) is applied to each piece's text when its ids are computed, so segment offsets always
+index the original text, and a segment's ids are exactly text_to_ids(segment.text). Pieces that
+read as no phoneme (markup lines, punctuation, emoji) join a neighbour or are dropped; a text
+with nothing to speak at all raises NothingToSpeakError.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.text import check_language, text_to_ids
+from pipeline.cleaning import clean_text
+from pipeline.text import NothingToSpeakError, check_language, has_speech, phonemize, tokenize
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MIN_MAX_TOKENS", "TINY_TOKENS", "Segment", "bucket_segments", "split_text"]
 
@@ -180,16 +187,24 @@ def _joins_previous(text: str, offset: int) -> bool:
 class _Fitter:
     """Cuts spans of one text until each fits max_tokens, counting ids once per distinct piece."""
 
-    def __init__(self, text: str, language: str, max_tokens: int):
-        self.text, self.language, self.max_tokens = text, language, max_tokens
+    def __init__(self, text: str, language: str, max_tokens: int, normalize: bool = True):
+        self.text, self.language, self.max_tokens, self.normalize = text, language, max_tokens, normalize
         self._ids: dict[str, list[int]] = {}
         self._splitters: tuple[Callable[[str, Span], list[Span]], ...] = (_clauses, _words)
 
     def ids(self, span: Span) -> list[int]:
+        """tokenize(phonemize(piece)): text_to_ids(piece) where the piece has speech; [BOS, EOS] when
+        cleaning leaves nothing, and the punctuation's ids when it reads as no phoneme."""
         piece = self.text[span[0] : span[1]]
         if piece not in self._ids:
-            self._ids[piece] = text_to_ids(piece, self.language)
+            try:
+                self._ids[piece] = tokenize(phonemize(piece, self.language, normalize=self.normalize))
+            except NothingToSpeakError:
+                self._ids[piece] = tokenize("")
         return self._ids[piece]
+
+    def speaks(self, span: Span) -> bool:
+        return has_speech(self.ids(span))
 
     def n(self, span: Span) -> int:
         return len(self.ids(span))
@@ -295,22 +310,67 @@ class _Fitter:
                 i += 1
         return spans
 
+    def drop_silent(self, spans: list[Span]) -> list[Span]:
+        """Join each piece that reads as no phoneme to a neighbour with speech (the shorter first)
+        when the joined text fits; drop it otherwise. No silent piece is left."""
+        spans = list(spans)
+        i = 0
+        while i < len(spans):
+            if self.speaks(spans[i]):
+                i += 1
+                continue
+            neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(spans) and self.speaks(spans[j])]
+            for j in sorted(neighbours, key=lambda j: self.n(spans[j])):
+                low, high = min(i, j), max(i, j)
+                joined = (spans[low][0], spans[high][1])
+                if self.fits(joined) and self.speaks(joined):
+                    spans[low : high + 1] = [joined]
+                    i = low
+                    break
+            else:
+                del spans[i]
+        return spans
 
-def split_text(text: str, language: str = "en-us", max_tokens: int = DEFAULT_MAX_TOKENS) -> list[Segment]:
+
+def split_text(
+    text: str, language: str = "en-us", max_tokens: int = DEFAULT_MAX_TOKENS, *, normalize: bool = True
+) -> list[Segment]:
     """Cut `text` into segments of at most `max_tokens` phoneme ids each, in text order.
 
-    Joined, the segments' texts are the input less whitespace; empty or whitespace-only text gives
-    no segment. Text with nothing to pronounce (only punctuation, symbols espeak skips) is kept
-    as segments like any other (joined to a neighbour when tiny), so nothing is silently dropped;
-    such a segment may have no ids between BOS and EOS. Raises UnsupportedLanguageError for an
-    unknown language and ValueError for max_tokens below MIN_MAX_TOKENS or a single character
-    that alone reads as more than max_tokens ids.
+    Each segment's `text` is the input's text[start:end] (offsets index the ORIGINAL text) and its
+    ids are text_to_ids(segment.text, language, normalize=normalize): cleaning (pipeline.cleaning)
+    applies to each segment's text, so line breaks, markup, pictographs and invisible characters
+    may stand in a segment's text but never reach its ids as such. normalize=False reads the text
+    literally (see pipeline.text.phonemize).
+
+    Every segment has at least one phoneme between BOS and EOS. A piece that reads as none (a
+    markup line such as "```" or "|---|", punctuation, emoji, invisible characters) joins a
+    neighbour when the joined text fits, and is dropped otherwise; so joined, the segments' texts
+    are the input less whitespace and less such dropped pieces.
+
+    Raises NothingToSpeakError (a ValueError) when the whole text has nothing to speak: empty,
+    whitespace, invisible characters, markup, pictographs, punctuation, or only characters espeak
+    cannot read for the language; UnsupportedLanguageError for an unknown language; ValueError for
+    max_tokens below MIN_MAX_TOKENS or a single character that alone reads as more than max_tokens ids.
     """
     check_language(language)
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
-    fitter = _Fitter(text, language, max_tokens)
+    if not text.strip():
+        raise NothingToSpeakError("nothing to speak: text is empty or whitespace only")
+    if not clean_text(text, language, literal=not normalize):
+        raise NothingToSpeakError(
+            "nothing to speak: the text has no speakable characters after cleaning (only invisible or layout "
+            f"characters, markup, pictographs or characters espeak-ng cannot read for {language!r})"
+        )
+    fitter = _Fitter(text, language, max_tokens, normalize)
     spans = fitter.merge_tiny([piece for sentence in _sentences(text, language) for piece in fitter.fit(sentence)])
+    spans = fitter.drop_silent(spans)
+    if not spans:
+        raise NothingToSpeakError(
+            "nothing to speak: the text reads as no phonemes (only punctuation, spaces or symbols espeak-ng "
+            "does not pronounce)"
+        )
     segments = []
     for index, (start, end) in enumerate(spans):
         ids = fitter.ids((start, end))

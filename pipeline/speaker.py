@@ -17,8 +17,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import av
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -170,22 +170,177 @@ def network_shape(state_dict: dict[str, torch.Tensor]) -> tuple[int, tuple[int, 
 # ----------------------------------------------------------------------------- audio
 
 
-def load_audio(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int]:
-    """Decode a file (path or its bytes) in any format soundfile reads -> float32 [channels, samples], rate."""
+# What a decoded frame's samples are, by FFmpeg sample format (a "p" suffix means planar: one
+# plane per channel; without it the channels are interleaved in one plane), and the scale that
+# maps them onto [-1, 1). Unsigned 8-bit is offset binary: 128 is silence.
+_SAMPLE_TYPES: dict[str, tuple[np.dtype, float, float]] = {
+    "u8": (np.dtype(np.uint8), 128.0, 1 / 128),
+    "s16": (np.dtype(np.int16), 0.0, 1 / 2**15),
+    "s32": (np.dtype(np.int32), 0.0, 1 / 2**31),
+    "s64": (np.dtype(np.int64), 0.0, 1 / 2**63),
+    "flt": (np.dtype(np.float32), 0.0, 1.0),
+    "dbl": (np.dtype(np.float64), 0.0, 1.0),
+}
+# Decoding stops when a clip is longer than it may be, or when its samples would fill this many
+# float32 values (128 MiB: 60 s of 7.1 at 48 kHz or of stereo at 192 kHz fit), so a small file
+# that expands to hours of audio or to hundreds of channels can't take the server's memory.
+MAX_DECODED_VALUES = 2**25
+# A clip is one self-contained file: FFmpeg may open no other file or URL on its behalf (an Ogg
+# or WAV never needs to; a concat script or playlist would read the server's own files).
+_OPEN_OPTIONS = {"protocol_whitelist": "none"}
+
+
+def load_audio(source: str | os.PathLike | bytes, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, int]:
+    """Decode a voice clip, a file path or the file's bytes -> (samples, sample rate in Hz).
+
+    Any container and codec FFmpeg decodes (through PyAV): wav (8/16/24/32-bit integer or 32/64-bit
+    float, WAVE_FORMAT_EXTENSIBLE too), flac, mp3, Ogg Vorbis or Opus, WebM/Matroska Opus, m4a/mp4
+    AAC, aiff, ... as browsers, phones and editors record them. The first audio stream is read;
+    video and other streams beside it are skipped. The samples are float32 [channels, samples]
+    at the file's own rate (Opus decodes at 48 kHz), integer formats scaled to [-1, 1).
+
+    Decoding runs on the calling thread and shares nothing between calls. A packet the decoder
+    rejects is skipped, and a truncated file gives the audio before the cut, as FFmpeg does.
+
+    Raises FileNotFoundError for a path that is no file, and InvalidAudioError (a ValueError) when
+    the data is empty, not audio FFmpeg reads, holds no audio stream, or no audio could be decoded
+    from it, changes rate or channel count part way, is longer than `max_seconds`, or holds more
+    than MAX_DECODED_VALUES samples. Its message says what was read (the size and first bytes, or
+    the container FFmpeg found); it never holds the path or FFmpeg's own error text.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
-        if not source:
-            raise InvalidAudioError("the voice clip is empty (0 bytes)")
-        source = io.BytesIO(bytes(source))
-    elif not os.path.isfile(source):
+        file = io.BytesIO(bytes(source))
+    elif os.path.isfile(source):
+        file = open(source, "rb")  # noqa: SIM115 - closed below; FFmpeg reads it through Python, never by name
+    else:
         raise FileNotFoundError(f"no audio file at {os.fspath(source)!r}")
+    with file:
+        size = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        head = file.read(20)
+        file.seek(0)
+        if size == 0:
+            raise InvalidAudioError("the voice clip is empty (0 bytes)")
+        return _decode(file, f"read {size} bytes starting {_preview(head)}", max_seconds)
+
+
+def _preview(head: bytes) -> str:
+    """The first bytes of a file as a quoted string: printable ASCII as is, the rest as escapes."""
+    text = "".join(chr(b) if 0x20 <= b < 0x7F and b not in b"'\\" else f"\\x{b:02x}" for b in head[:16])
+    return f"'{text}...'" if len(head) > 16 else f"'{text}'"
+
+
+def _decode(file, read: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """load_audio on an open file; `read` describes it for error messages."""
     try:
-        samples, sample_rate = sf.read(source, dtype="float32", always_2d=True)
-    except sf.SoundFileError as exc:
-        reason = getattr(exc, "error_string", str(exc)).rstrip(".")  # libsndfile's words, without the buffer's repr
+        container = av.open(file, mode="r", container_options=_OPEN_OPTIONS)
+    except Exception as exc:  # FFmpeg's error says nothing a client can act on; ours says what was read
         raise InvalidAudioError(
-            f"could not decode the voice clip as audio ({reason}); send a wav, flac, ogg or mp3 file"
+            f"could not decode the voice clip: the data is not audio in any format ffmpeg reads, or is damaged or "
+            f"cut short ({read})"
         ) from exc
-    return np.ascontiguousarray(samples.T), sample_rate
+    with container:
+        if not container.streams.audio:
+            held = ", ".join(f"{s.type} ({_codec_name(s)})" for s in container.streams) or "no streams"
+            raise InvalidAudioError(
+                f"could not decode the voice clip: it has no audio stream (ffmpeg reads it as "
+                f"{container.format.long_name} holding {held}; {read})"
+            )
+        stream = container.streams.audio[0]
+        what = f"{_codec_name(stream)} audio in {container.format.name.split(',')[0]}"
+        if stream.codec_context is None:
+            raise InvalidAudioError(f"could not decode the voice clip: ffmpeg has no decoder for its {what} ({read})")
+        try:
+            return _decode_stream(container, stream, what, read, max_seconds)
+        except (InvalidAudioError, MemoryError):
+            raise
+        except Exception as exc:  # anything else FFmpeg or PyAV trips on in a malformed file
+            raise InvalidAudioError(f"could not decode the voice clip's {what} ({read})") from exc
+
+
+def _codec_name(stream) -> str:
+    context = stream.codec_context  # None for data and attachment streams, and codecs FFmpeg can't decode
+    return context.name if context is not None else "unknown codec"
+
+
+def _decode_stream(container, stream, what: str, read: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """The stream's samples, float32 [channels, samples], and rate, checking the limits as they grow."""
+    stream.codec_context.thread_count = 1  # decode here, on the caller's thread
+    chunks: list[np.ndarray] = []
+    rate = channels = length = 0
+    for frame in _frames(container, stream):
+        samples = _frame_samples(frame, what)
+        if not chunks:
+            rate, channels = frame.sample_rate, samples.shape[0]
+            if rate <= 0 or channels == 0:
+                raise InvalidAudioError(
+                    f"could not decode the voice clip: its {what} has no sample rate or no channels"
+                )
+        elif (frame.sample_rate, samples.shape[0]) != (rate, channels):
+            raise InvalidAudioError(
+                f"the voice clip changes part way from {_channels(channels)} at {rate} Hz to "
+                f"{_channels(samples.shape[0])} at {frame.sample_rate} Hz ({what}); send one recording"
+            )
+        chunks.append(samples)
+        length += samples.shape[1]
+        if length > max_seconds * rate:
+            raise InvalidAudioError(
+                f"the voice clip is longer than {max_seconds:g} s ({what}); a voice clip needs "
+                f"{MIN_SECONDS:g} to {MAX_SECONDS:g} s of speech"
+            )
+        if length * channels > MAX_DECODED_VALUES:
+            raise InvalidAudioError(
+                f"the voice clip holds more audio than a voice clip needs: {channels} channels at {rate} Hz pass "
+                f"{MAX_DECODED_VALUES} samples within {length / rate:.1f} s ({what})"
+            )
+    if length == 0:
+        raise InvalidAudioError(f"could not decode the voice clip: no audio could be decoded from its {what} ({read})")
+    return np.concatenate(chunks, axis=1), rate
+
+
+def _channels(count: int) -> str:
+    return "1 channel" if count == 1 else f"{count} channels"
+
+
+def _frames(container, stream):
+    """The stream's decoded frames. A packet its decoder rejects is skipped, and a read error (a
+    truncated or corrupt file) ends the stream after what came before it; both are what ffmpeg does."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except Exception:
+            logger.debug("voice clip: stopped reading at a corrupt or truncated packet", exc_info=True)
+            break
+        try:
+            yield from packet.decode()
+        except Exception:
+            logger.debug("voice clip: skipped a packet the decoder rejected", exc_info=True)
+    try:  # the demuxer failed before its flush packet: drain the decoder's delayed frames
+        yield from stream.codec_context.decode(None)
+    except Exception:
+        logger.debug("voice clip: the decoder failed to flush", exc_info=True)
+
+
+def _frame_samples(frame, what: str) -> np.ndarray:
+    """One decoded frame -> float32 [channels, samples]."""
+    name = frame.format.name
+    planar = name.endswith("p")
+    try:
+        dtype, offset, scale = _SAMPLE_TYPES[name.removesuffix("p")]
+    except KeyError:
+        raise InvalidAudioError(f"could not decode the voice clip: its {what} has samples of format {name}") from None
+    channels, count = frame.layout.nb_channels, frame.samples
+    if planar:
+        planes = [np.frombuffer(plane, dtype, count) for plane in frame.planes[:channels]]
+        samples = np.stack(planes) if planes else np.zeros((0, count), dtype)
+    else:
+        samples = np.frombuffer(frame.planes[0], dtype, count * channels).reshape(count, channels).T
+    if dtype.kind != "f":
+        samples = (samples.astype(np.float64) - offset) * scale
+    return samples.astype(np.float32, order="C")  # interleaved channels come here transposed
 
 
 def _as_samples(wav, sample_rate) -> np.ndarray:
@@ -300,7 +455,8 @@ class SpeakerEncoder:
         return self._embeddings(wav, sample_rate)[0]
 
     def embed_file(self, source: str | os.PathLike | bytes) -> torch.Tensor:
-        """A clip as a file path or the file's bytes -> the 128-d LDA embedding."""
+        """A clip as a file path or the file's bytes, in any format `load_audio` decodes -> the 128-d LDA
+        embedding, float32 on the CPU. InvalidAudioError (a ValueError) for a clip that is not usable audio."""
         return self.embed(*load_audio(source))
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:

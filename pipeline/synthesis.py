@@ -41,6 +41,14 @@ _SILENCE = np.zeros(0, np.float32)
 class SynthesisRequest(Controls):
     """A whole text to speak, with every Zonos control; long texts are split into segments."""
 
+    normalize: bool = Field(
+        True,
+        description=(
+            "Clean the text before phonemising it (pipeline.text): read numbers, money and dates as words and "
+            "leave markdown and emoji unspoken. False reads the text literally (numbers by espeak-ng itself); "
+            "Unicode normalisation, invisible and layout characters and unreadable scripts are handled either way."
+        ),
+    )
     max_tokens_per_segment: int = Field(DEFAULT_MAX_TOKENS, ge=16, le=1000)
     max_bucket_size: int = Field(16, ge=1, le=256)
     pause_ms: float = Field(200.0, ge=0.0, le=5000.0)
@@ -199,7 +207,9 @@ class Synthesizer:
     def synthesize(self, request: SynthesisRequest, progress: Callable[[int, int], None] | None = None):
         """The whole text as one array; segments run bucketed by length, then decode as one batch."""
         started = time.perf_counter()
-        segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+        segments = split_text(
+            request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize
+        )
         in_bucket_order = [s for bucket in bucket_segments(segments, request.max_bucket_size) for s in bucket]
         frames: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}
         results: dict[int, SegmentResult] = {}
@@ -228,7 +238,9 @@ class Synthesizer:
         streaming vocoder, fed `stream_chunk_frames` at a time. See SegmentJoiner for when
         audio leaves with and without a crossfade.
         """
-        segments = split_text(request.text, request.language, request.max_tokens_per_segment)
+        segments = split_text(
+            request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize
+        )
         joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
         decoders = {s.index: self.codec.streaming_decoder() for s in segments}
         frames: dict[int, list[torch.Tensor]] = {s.index: [] for s in segments}

@@ -17,12 +17,17 @@ from importlib import resources
 
 from phonemizer.backend import EspeakBackend
 
+from pipeline.cleaning import clean_text
+from pipeline.numbers import normalize_numbers as _normalize_numbers
+
 __all__ = [
     "LANGUAGES",
     "PHONEME_VOCAB_SIZE",
     "MissingExtraError",
+    "NothingToSpeakError",
     "UnsupportedLanguageError",
     "check_language",
+    "has_speech",
     "language_id",
     "normalize",
     "phonemize",
@@ -49,13 +54,41 @@ LANGUAGES: tuple[str, ...] = tuple(_load_json("languages.json")["codes"])
 
 _LANGUAGE_IDS = {code: index for index, code in enumerate(LANGUAGES)}
 
-# espeak-ng and the Sudachi tokenizer keep per-instance state that is not safe to share between
-# threads, and a server may call the front end from several threads at once.
-_TOOLS_LOCK = threading.Lock()
+# espeak-ng, the Sudachi tokenizer and inflect keep per-instance state that is not safe to share
+# between threads, and a server calls the front end from several threads at once (the splitter's
+# worker threads). Every thread therefore gets its own instances (_per_thread below; inflect's in
+# pipeline.numbers) and the front end is a pure function of its input. Against one lock around
+# each call, 8 threads: split_text (what the server's TextSplitter threads run) was 1.1-1.5x faster
+# with per-thread instances, since the espeak-ng calls (C, GIL released; each backend has its own
+# copy of the library) overlap; normalisation alone (pure Python) was as fast or faster under a
+# lock. Numbers: benchmarks/frontend_threads.py. Only the first call in a thread pays for its
+# instances (an espeak-ng voice ~70 ms, a Sudachi tokenizer over the shared dictionary ~0.1 ms).
+
+
+def _per_thread(factory):
+    """Like functools.cache, but each thread gets its own instances; cache_clear() drops all of them."""
+    state = {"local": threading.local()}
+
+    @functools.wraps(factory)
+    def cached(*args):
+        local = state["local"]
+        instances = local.__dict__.setdefault("instances", {})
+        if args not in instances:
+            instances[args] = factory(*args)
+        return instances[args]
+
+    cached.cache_clear = lambda: state.update(local=threading.local())
+    return cached
 
 
 class UnsupportedLanguageError(ValueError):
     """The language code is not one of the model's espeak-ng codes."""
+
+
+class NothingToSpeakError(ValueError):
+    """After cleaning (pipeline.cleaning) the text has nothing espeak-ng would pronounce: it is
+    empty, whitespace, invisible characters, markup, pictographs, punctuation or characters of a
+    script espeak-ng cannot read for the language. Audio is never generated for such text."""
 
 
 class MissingExtraError(RuntimeError):
@@ -92,93 +125,37 @@ def language_id(code: str) -> int:
 
 # --- normalisation ---------------------------------------------------------------------------
 
-_THOUSANDS_RE = re.compile(r"[0-9][0-9,]+[0-9]")
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
-_POUNDS_RE = re.compile(r"£([0-9]+)")
-_DOLLARS_RE = re.compile(r"\$([0-9.]*[0-9]+)")
-_DECIMAL_RE = re.compile(r"[0-9]+\.[0-9]+")
-_ORDINAL_RE = re.compile(r"([0-9]+)(?:st|nd|rd|th)")
-
-_MAX_INFLECT_DIGITS = 36  # inflect cannot name numbers of 10**36 and above
 _MAX_KANJIZE_DIGITS = 72  # kanjize has no unit beyond 無量大数 (10**68)
 
 
 def normalize(text: str, language: str) -> str:
-    """Spell out what espeak-ng would misread: numbers (and, for Japanese, kanji readings)."""
+    """Clean `text` (pipeline.cleaning.clean_text), then spell out what espeak-ng would misread:
+    numbers (English words for every language but Japanese, as in the reference) and, for
+    Japanese, Sudachi's kana readings.
+
+    Raises UnsupportedLanguageError for an unknown language and NothingToSpeakError (a ValueError)
+    when nothing speakable is left after cleaning.
+    """
+    return _prepare(text, language, literal=False)
+
+
+def _prepare(text: str, language: str, *, literal: bool) -> str:
+    """What espeak-ng reads: the cleaned text, with number reading unless `literal`. Japanese
+    always gets its kana readings (espeak-ng cannot read kanji), digits as kanji numerals."""
     check_language(language)
     if not text.strip():
-        raise ValueError("text is empty or whitespace only: there is nothing to speak")
+        raise NothingToSpeakError("nothing to speak: text is empty or whitespace only")
+    cleaned = clean_text(text, language, literal=literal)
+    if not cleaned:
+        raise NothingToSpeakError(
+            "nothing to speak: the text has no speakable characters after cleaning (only invisible or "
+            + ("layout characters" if literal else "layout characters, markup, pictographs")
+            + f" or characters espeak-ng cannot read for {language!r})"
+        )
     if "ja" in language:
-        return _normalize_japanese(text)
-    return _normalize_numbers(text)
-
-
-def _normalize_numbers(text: str) -> str:
-    """English number reading, applied to every non-Japanese language as in the reference."""
-    text = _THOUSANDS_RE.sub(lambda m: m.group(0).replace(",", ""), text)
-    text = _DIGIT_RUN_RE.sub(_spell_long_digit_run, text)
-    text = _POUNDS_RE.sub(r"\1 pounds", text)
-    text = _DOLLARS_RE.sub(_expand_dollars, text)
-    text = _DECIMAL_RE.sub(lambda m: m.group(0).replace(".", " point "), text)
-    text = _ORDINAL_RE.sub(_ordinal, text)
-    return _DIGIT_RUN_RE.sub(lambda m: _cardinal(int(m.group(0))), text)
-
-
-@functools.cache
-def _inflect():
-    """The inflect engine, made on first use because importing inflect takes about a second."""
-    import inflect
-
-    return inflect.engine()
-
-
-def _spell_long_digit_run(match: re.Match) -> str:
-    """Read digit runs too long for a number name digit by digit (and keep int() within limits)."""
-    digits = match.group(0)
-    if len(digits) <= _MAX_INFLECT_DIGITS:
-        return digits
-    return " ".join(_inflect().number_to_words(int(digit)) for digit in digits)
-
-
-def _expand_dollars(match: re.Match) -> str:
-    """`$D.C` -> "D dollars, C cents" with singular units for 1; the numbers are spelled later."""
-    amount = match.group(1)
-    parts = amount.split(".")
-    if len(parts) > 2:
-        return f"{amount} dollars"  # not a money amount; leave the digits to the other rules
-    dollars = int(parts[0] or 0)
-    cents = int(parts[1] or 0) if len(parts) == 2 else 0
-    dollar_words = f"{dollars} {'dollar' if dollars == 1 else 'dollars'}"
-    cent_words = f"{cents} {'cent' if cents == 1 else 'cents'}"
-    if dollars and cents:
-        return f"{dollar_words}, {cent_words}"
-    if dollars:
-        return dollar_words
-    if cents:
-        return cent_words
-    return "zero dollars"
-
-
-def _ordinal(match: re.Match) -> str:
-    """1st -> "first", 103rd -> "one hundred and third" (inflect's default keeps the "and")."""
-    return _inflect().ordinal(_inflect().number_to_words(int(match.group(1))))
-
-
-def _cardinal(number: int) -> str:
-    """Numbers 1001..2999 are read as years; the rest as plain words without "and"."""
-    words = _inflect().number_to_words
-    if not 1000 < number < 3000:
-        return words(number, andword="")
-    if number == 2000:
-        return "two thousand"
-    if 2000 < number < 2010:
-        return f"two thousand {words(number - 2000)}"
-    century, rest = divmod(number, 100)
-    if rest == 0:
-        return f"{words(century)} hundred"
-    if rest < 10:
-        return f"{words(century)} oh {words(rest)}"
-    return f"{words(century)} {words(rest)}"
+        return _normalize_japanese(cleaned)
+    return cleaned if literal else _normalize_numbers(cleaned)
 
 
 def _normalize_japanese(text: str) -> str:
@@ -192,40 +169,64 @@ def _normalize_japanese(text: str) -> str:
         return "".join(number2kanji(int(digit)) for digit in digits)
 
     text = _DIGIT_RUN_RE.sub(kanji, unicodedata.normalize("NFKC", text))
-    with _TOOLS_LOCK:
-        return " ".join(morpheme.reading_form() for morpheme in tokenizer.tokenize(text))
+    return " ".join(morpheme.reading_form() for morpheme in tokenizer.tokenize(text))
 
 
-@functools.cache
+@_per_thread
 def _japanese_tools():
-    """Import the optional 'ja' extra on first use and load the Sudachi dictionary only once (slow)."""
+    """This thread's Sudachi tokenizer (a tokenizer keeps state per call) and kanjize's number2kanji.
+
+    The optional 'ja' extra is imported on first use; the slow dictionary is loaded once and shared
+    (it is read-only), each thread makes its own tokenizer over it.
+    """
     try:
         import sudachidict_core  # noqa: F401  (the "core" dictionary sudachipy loads below)
         from kanjize import number2kanji
-        from sudachipy import Dictionary, SplitMode
+        from sudachipy import SplitMode
     except ImportError as exc:
         raise MissingExtraError("Japanese text needs the 'ja' extra: pip install 'zonos-serve[ja]'") from exc
-    return Dictionary(dict="core").tokenizer(mode=SplitMode.A), number2kanji
+    return _sudachi_dictionary().tokenizer(mode=SplitMode.A), number2kanji
+
+
+@functools.cache
+def _sudachi_dictionary():
+    """The Sudachi "core" dictionary, loaded once for all threads (read-only once loaded)."""
+    with _SUDACHI_LOAD_LOCK:  # functools.cache alone would let racing threads each load one
+        from sudachipy import Dictionary
+
+        return Dictionary(dict="core")
+
+
+_SUDACHI_LOAD_LOCK = threading.Lock()
 
 
 # --- phonemes and ids ------------------------------------------------------------------------
 
 
-def phonemize(text: str, language: str) -> str:
-    """Normalise `text`, then phonemise it with espeak-ng (stress marks, punctuation kept)."""
-    normalized = normalize(text, language)
-    with _TOOLS_LOCK:
-        backend = _espeak(language)
-        # espeak-ng keeps state between calls: some characters (Cherokee, Hangul jamo after a
-        # Latin consonant, ...) switch its voice or corrupt later readings. Re-selecting the
-        # voice (~0.1 ms) makes every call independent of the ones before it.
-        backend._espeak.set_voice(language)
-        return backend.phonemize([normalized], strip=True)[0]
+def phonemize(text: str, language: str, *, normalize: bool = True) -> str:
+    """Normalise `text` (see normalize()), then phonemise it with espeak-ng (stress marks and
+    punctuation kept). normalize=False reads the text literally: cleaning keeps markup and
+    pictographs and numbers are left to espeak-ng (pipeline.cleaning, "literal").
+
+    Raises UnsupportedLanguageError and NothingToSpeakError like normalize(). The result may hold
+    no phoneme (text of punctuation only): text_to_ids() refuses that.
+    """
+    normalized = _prepare(text, language, literal=not normalize)
+    backend = _espeak(language)  # this thread's own: no other thread touches it
+    # espeak-ng keeps state between calls: some characters (Cherokee, Hangul jamo after a
+    # Latin consonant, ...) switch its voice or corrupt later readings. Re-selecting the
+    # voice (~0.1 ms) makes every call independent of the ones before it.
+    backend._espeak.set_voice(language)
+    return backend.phonemize([normalized], strip=True)[0]
 
 
-@functools.cache
+@_per_thread
 def _espeak(language: str) -> EspeakBackend:
-    """One backend per language: creating one loads espeak-ng and its voice, which is slow."""
+    """This thread's backend for `language`: creating one loads espeak-ng and its voice (~70 ms).
+
+    Each EspeakBackend loads its own copy of the espeak-ng library (phonemizer copies the shared
+    object so that instances do not share its global state), so threads never share a voice.
+    """
     if not EspeakBackend.is_available():
         raise RuntimeError(
             "the espeak-ng library was not found: install the system package espeak-ng "
@@ -244,6 +245,34 @@ def tokenize(phonemes: str) -> list[int]:
     return [_BOS, *(_SYMBOL_TO_ID.get(char, _UNK) for char in phonemes), _EOS]
 
 
-def text_to_ids(text: str, language: str) -> list[int]:
-    """Text to the phoneme ids the model consumes: tokenize(phonemize(text, language))."""
-    return tokenize(phonemize(text, language))
+def text_to_ids(text: str, language: str, *, normalize: bool = True) -> list[int]:
+    """Text to the phoneme ids the model consumes: tokenize(phonemize(text, language, normalize=...)).
+
+    Raises UnsupportedLanguageError, and NothingToSpeakError when the ids would hold no phoneme
+    between BOS and EOS (only spaces and punctuation): the model must never speak from those.
+    """
+    ids = tokenize(phonemize(text, language, normalize=normalize))
+    if not has_speech(ids):
+        raise NothingToSpeakError(
+            f"nothing to speak: {_preview(text)} reads as no phonemes (only punctuation, spaces or symbols "
+            "espeak-ng does not pronounce)"
+        )
+    return ids
+
+
+# Ids of phonemes proper: IPA letters, not stress or length marks, spaces, punctuation or UNK.
+_SPEECH_IDS = frozenset(
+    index
+    for symbol, index in _SYMBOL_TO_ID.items()
+    if unicodedata.category(symbol).startswith("L") and unicodedata.category(symbol) != "Lm"
+)
+
+
+def has_speech(ids: list[int]) -> bool:
+    """Whether phoneme ids hold at least one phoneme (a letter of the IPA vocabulary) to speak."""
+    return any(index in _SPEECH_IDS for index in ids)
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    """repr() of `text`, shortened for error messages."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")

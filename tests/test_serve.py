@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import io
+import re
 import socket
 
 import av
@@ -164,12 +165,86 @@ BAD_REQUESTS = [
 ]
 
 
+# What a body must never show: Ray's ANSI colour codes, remote tracebacks, pids, hosts, file paths.
+_LEAKS = re.compile(
+    r"\x1b\[|Traceback|File \"|pid=|ip=|\b\d{1,3}(\.\d{1,3}){3}\b"
+    r"|/(tmp|home|root|usr|work)/|\.py\b|Ray(Task|Actor)?Error"
+)
+
+
+def _assert_clean_error(response) -> dict:
+    """The body is OpenAI's error shape with a message that shows nothing of the server's insides."""
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"} and error["message"]
+    assert not _LEAKS.search(response.text), response.text
+    return error
+
+
 @pytest.mark.parametrize(("method", "path", "kwargs", "status"), BAD_REQUESTS)
 def test_bad_input_gets_a_json_4xx(server, method, path, kwargs, status):
     response = getattr(requests, method)(f"{server}{path}", timeout=60, **kwargs)
     assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) >= {"message", "type", "param", "code"} and error["message"]
+    _assert_clean_error(response)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/audio/speech", {"model": "tts-1", "input": "\u200b", "voice": "alloy"}, "input"),
+        ("/v1/audio/speech", {"model": "tts-1", "input": "\u200b\ufeff\u2060 \u00ad", "voice": "alloy"}, "input"),
+        ("/v1/audio/speech", {"model": "tts-1", "input": "✅ 🎉", "voice": "alloy", "stream_format": "sse"}, "input"),
+        ("/v1/tts", {"text": "\u200d\u200c", "stream": False}, "text"),
+        ("/v1/tts", {"text": "*** --- ###", "stream": True}, "text"),
+    ],
+)
+def test_nothing_to_speak_is_a_4xx_naming_the_field(server, path, body, param):
+    response = requests.post(f"{server}{path}", json=body, timeout=60)
+    assert 400 <= response.status_code < 500, response.text
+    error = _assert_clean_error(response)
+    assert error["param"] == param and "nothing to speak" in error["message"]
+
+
+def test_a_replicas_error_reaches_the_client_as_its_own_message(server):
+    """The issue's example: the splitter's refusal crosses Ray and comes back as its message alone."""
+    body = {"text": "⣿", "max_tokens_per_segment": 16, "stream": False}
+    response = requests.post(f"{server}/v1/tts", json=body, timeout=60)
+    assert 400 <= response.status_code < 500, response.text
+    _assert_clean_error(response)
+    clip = {"file": ("clip.m4a", b"GIF89a" + bytes(200), "audio/mp4")}
+    response = requests.post(f"{server}/v1/voices", files=clip, data={"name": "gif"}, timeout=60)
+    assert response.status_code == 422, response.text
+    assert _assert_clean_error(response)["param"] == "file"
+
+
+def test_ray_wrappers_come_off_in_one_place(server):
+    """replica_errors(): a remote exception (nested any depth) is raised as itself; Ray's own
+    failures (a dead actor) become BackendBusy with a fixed message."""
+    from deployments.http import BackendBusy
+    from deployments.ray_errors import REPLICA_UNAVAILABLE, replica_errors
+
+    @ray.remote
+    def inner():
+        raise KeyError("the cause's own message")
+
+    @ray.remote
+    def outer():
+        return ray.get(inner.remote())
+
+    with pytest.raises(KeyError) as info, replica_errors():
+        ray.get(outer.remote())
+    assert type(info.value) is KeyError and info.value.args == ("the cause's own message",)
+
+    @ray.remote
+    class Doomed:
+        def ping(self):
+            return "pong"
+
+    actor = Doomed.remote()
+    assert ray.get(actor.ping.remote()) == "pong"
+    ray.kill(actor)
+    with pytest.raises(BackendBusy) as busy, replica_errors():
+        ray.get(actor.ping.remote())
+    assert str(busy.value) == REPLICA_UNAVAILABLE
 
 
 def test_still_serving_after_the_bad_inputs(server):

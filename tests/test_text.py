@@ -1,5 +1,6 @@
 """Text front end: golden reference outputs, number reading rules, ids and error messages."""
 
+import contextlib
 import json
 import string
 import sys
@@ -14,6 +15,7 @@ from pipeline.text import (
     LANGUAGES,
     PHONEME_VOCAB_SIZE,
     MissingExtraError,
+    NothingToSpeakError,
     UnsupportedLanguageError,
     check_language,
     language_id,
@@ -26,9 +28,37 @@ from pipeline.text import (
 GOLDEN = json.loads((Path(__file__).parent / "data" / "frontend.json").read_text(encoding="utf-8"))
 
 
+# Where pipeline.numbers deliberately reads a number differently from the reference normaliser
+# (README, "Numbers"), the normalised text differs but espeak-ng reads both alike, so the phonemes
+# and ids must still match the reference exactly. Each entry: reference text -> ours.
+NORMALIZED_DIFFERENCES = {
+    "three point five% more": "three point five percent more",  # "%" after a number is spelled out
+}
+
+
+def _our_normalized(case: dict) -> str:
+    expected = case["normalized"]
+    for reference, ours in NORMALIZED_DIFFERENCES.items():
+        expected = expected.replace(reference, ours)
+    return expected
+
+
+# Golden texts whose pictographs the reference reads aloud ("grinning face") and we, by default,
+# do not (pipeline.cleaning). Read literally (normalize=False) they give the reference's phonemes
+# and ids exactly; by default they read as the text without the pictograph. Reference text -> ours.
+PICTOGRAPHS_UNSPOKEN = {"Emoji 😀 and symbols © ™ stay unknown.": "Emoji and symbols © ™ stay unknown."}
+
+
 @pytest.mark.parametrize("case", GOLDEN, ids=[f"{c['language']}-{i}" for i, c in enumerate(GOLDEN)])
 def test_matches_reference_front_end(case):
-    assert normalize(case["text"], case["language"]) == case["normalized"]
+    if case["text"] in PICTOGRAPHS_UNSPOKEN:
+        ours = PICTOGRAPHS_UNSPOKEN[case["text"]]
+        assert phonemize(case["text"], case["language"], normalize=False) == case["phonemes"]
+        assert text_to_ids(case["text"], case["language"], normalize=False) == case["ids"]
+        assert normalize(case["text"], case["language"]) == ours
+        assert phonemize(case["text"], case["language"]) == phonemize(ours, case["language"]) != case["phonemes"]
+        return
+    assert normalize(case["text"], case["language"]) == _our_normalized(case)
     assert phonemize(case["text"], case["language"]) == case["phonemes"]
     assert tokenize(case["phonemes"]) == case["ids"]
     assert text_to_ids(case["text"], case["language"]) == case["ids"]
@@ -36,6 +66,16 @@ def test_matches_reference_front_end(case):
 
 def test_golden_set_covers_nine_cases():
     assert len(GOLDEN) == 9
+
+
+def test_documented_differences_from_the_reference_keep_its_phonemes():
+    for reference, ours in NORMALIZED_DIFFERENCES.items():
+        cases = [case for case in GOLDEN if reference in case["normalized"]]
+        assert cases, f"{reference!r} is in no golden case: drop it from NORMALIZED_DIFFERENCES"
+        for case in cases:
+            assert normalize(case["text"], case["language"]) != case["normalized"]
+            assert ours in normalize(case["text"], case["language"])
+            assert phonemize(case["text"], case["language"]) == case["phonemes"]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +101,16 @@ def test_golden_set_covers_nine_cases():
         ("1st", "first"),
         ("22nd", "twenty-second"),
         ("103rd", "one hundred and third"),
+        # rules that differ from the reference normaliser (see pipeline/numbers.py)
+        ("$0.5", "fifty cents"),
+        ("$5.3 billion", "five point three billion dollars"),
+        ("£1", "one pound"),
+        ("3.14", "three point one four"),
+        ("0.05", "zero point zero five"),
+        ("1,234", "one thousand, two hundred thirty-four"),
+        ("1,2", "one,two"),
+        ("50%", "fifty percent"),
+        ("5kg", "five kg"),
     ],
 )
 def test_english_number_rules(raw, expected):
@@ -155,7 +205,7 @@ def test_missing_espeak_library(monkeypatch):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=string.ascii_letters + string.digits + " .,;:!?-$£%'", min_size=1, max_size=60))
 def test_english_normalisation_leaves_no_digits(raw):
-    if raw.strip():
+    with contextlib.suppress(NothingToSpeakError):  # e.g. "- ": a list marker and nothing else
         assert not any(char in string.digits for char in normalize(raw, "en-us"))
 
 
@@ -170,5 +220,7 @@ def test_tokenize_is_framed_and_in_vocabulary(phonemes):
 @pytest.mark.parametrize("poison", ["ꮔ", "Bა", "Ꭰ"])
 def test_a_strange_request_does_not_change_later_readings(poison):
     before = phonemize("hello there", "en-us")
-    phonemize(poison, "en-us")
+    with contextlib.suppress(NothingToSpeakError):  # cleaning may take the whole poison away
+        phonemize(poison, "en-us")
+    phonemize(f"{poison} a", "en-us")
     assert phonemize("hello there", "en-us") == before
