@@ -9,7 +9,10 @@ The steps, in order, and the rules chosen where issue 9 leaves a choice:
 
 1. Unicode NFC (UAX #15), so decomposed input (macOS file names, web pages: "cafe" + U+0301)
    reads as the composed text. Japanese then gets NFKC in text.py's Japanese path
-   (NFKC(NFC(x)) == NFKC(x)).
+   (NFKC(NFC(x)) == NFKC(x)). Compatibility characters espeak cannot read but whose plain form
+   it can (fullwidth "ｈｅｌｌｏ１２", mathematical "𝐁𝐨𝐥𝐝", ligatures "ﬃ", circled and squared
+   "①" "㎏", Roman numerals, Arabic presentation forms) fold to NFKC, by their decomposition tag
+   (see _FOLDED_TAGS); super/subscripts, fractions and punctuation keep their own reading.
 2. Invisible characters are removed: format characters (category Cf: zero-width space, ZWNJ,
    ZWJ, word joiner, bidi marks, embeddings and isolates, BOM, soft hyphen, tag characters...),
    control characters other than layout (Cc), variation selectors (U+FE00-FE0F, U+E0100-E01EF,
@@ -57,12 +60,15 @@ The steps, in order, and the rules chosen where issue 9 leaves a choice:
      no language's script, so they go for every language;
    - conjoining Hangul Jamo (U+1100-11FF) crash or corrupt espeak in every language probed but
      Korean ("ko" keeps them);
-   - Braille patterns (U+2800-28FF) overflow a buffer in Arabic; English voices read them
-     safely ("braille pattern dots-1"), so "en-*" keeps them;
+   - Braille patterns (U+2800-28FF) overflow a buffer in Arabic, and English voices name each
+     cell ("braille pattern dots-1") and spell out the words it touches: no language keeps them
+     (U+2800, the blank cell, is a common invisible filler);
    - decimal digits of Gurmukhi, Gujarati, Malayalam and Sinhala crashed it outside pa, gu, ml
      and si; there they become the ASCII digits of the same value (read by the number rules).
    A lookup is a regex character class (no espeak call at run time): deterministic and fast.
    Tests re-probe random characters of all scripts next to words (tests/test_cleaning.py).
+   Symbols and punctuation beyond Latin-1 that touch a letter or digit ("hello㈀world") make
+   espeak spell the word out letter by letter: they get a space on that side (_space_symbols).
 5. Layout: a line break (LF, CR, CRLF, VT, FF, U+001C-001E, NEL, U+2028, U+2029) becomes a
    sentence boundary: ". " after a line that does not already end in punctuation, else a space;
    every other whitespace (tab, NBSP, ideographic space, ...) becomes a plain space; runs of
@@ -133,8 +139,12 @@ _EXTENDED_PICTOGRAPHIC = (
 # Blocks of pictographs and decoration dropped whole.
 _PICTOGRAPH_BLOCKS = (
     (0x20E3, 0x20E3),  # combining enclosing keycap
+    (0x2190, 0x21FF),  # arrows ("→" would read "right arrow")
     (0x2500, 0x25FF),  # box drawing, block elements, geometric shapes
     (0x2600, 0x27BF),  # miscellaneous symbols, dingbats
+    (0x27F0, 0x27FF),  # supplemental arrows-A
+    (0x2900, 0x297F),  # supplemental arrows-B
+    (0x2B00, 0x2BFF),  # miscellaneous symbols and arrows
     (0x1F000, 0x1FBFF),  # mahjong .. symbols for legacy computing (emoji, flags, skin tones)
     (0x1FC00, 0x1FFFD),  # reserved for future pictographs
 )
@@ -147,13 +157,48 @@ _PUNCTUATION_FORMS = {ord("‼"): "!", ord("⁉"): "?!"}
 _UNREADABLE: tuple[tuple[int, int, tuple[str, ...]], ...] = (
     (0x1100, 0x11FF, ("ko",)),  # Hangul Jamo: crashes and corrupts outside Korean
     (0x13A0, 0x13FF, ()),  # Cherokee
-    (0x2800, 0x28FF, ("en",)),  # Braille patterns: buffer overflow (abort) in ar; English reads them
+    (0x2800, 0x28FF, ()),  # Braille: abort in ar; English names each cell and spells the words it touches
     (0xA700, 0xABFF, ()),  # Latin Extended-D .. Meetei Mayek
     (0xD7B0, 0xD7FF, ()),  # Hangul Jamo Extended-B
 )
 # Decimal digits that crashed espeak-ng outside their own language: (the digit zero, language).
 # They become the ASCII digits of the same value, which the number rules read.
 _FOREIGN_DIGITS: tuple[tuple[int, str], ...] = ((0x0A66, "pa"), (0x0AE6, "gu"), (0x0D66, "ml"), (0x0DE6, "si"))
+
+
+# Compatibility characters espeak-ng cannot read but whose plain form it can: fullwidth and
+# halfwidth forms, mathematical letters ("𝐁𝐨𝐥𝐝"), ligatures ("ﬃ"), circled and squared forms
+# ("①", "㎏"), Roman numerals, Arabic presentation forms. Espeak reads them as "letter 1D401..."
+# and spells the words around them. They fold to NFKC (UAX #15) when their decomposition has one
+# of these tags (the Unicode Character Database's) and they are letters, numbers or symbols;
+# punctuation ("…"), spaces, super- and subscripts and fractions keep their own reading.
+_FOLDED_TAGS = frozenset(
+    f"<{tag}>" for tag in ("font", "wide", "narrow", "circle", "square", "small", "vertical", "compat")
+) | frozenset(f"<{form}>" for form in ("initial", "medial", "final", "isolated"))
+# Symbols and punctuation outside Latin-1 that make espeak-ng spell out a word they touch
+# ("hello㈀world" reads "H E L L O chinese symbol W O R L D"): a space keeps them apart. Not
+# the sentence and clause marks, per mille and primes, which are read with their neighbours.
+_SPACED_KEPT = frozenset("‰‱′″‴‵‶‷")
+# Below U+2000 only these: most punctuation there belongs to a script's own words (Hebrew
+# geresh, Armenian marks written on a vowel), but Hebrew paseq and sof pasuq stand apart.
+_SPACED_PO = frozenset("\u05c0\u05c3")
+
+
+def _folds(char: str) -> bool:
+    decomposition = unicodedata.decomposition(char)
+    return (
+        decomposition.split(" ", 1)[0] in _FOLDED_TAGS
+        and unicodedata.category(char)[0] in "LNS"
+        and unicodedata.category(char) != "Sk"
+    )
+
+
+def _spaced(char: str) -> bool:
+    category = unicodedata.category(char)
+    return ord(char) > 0xFF and (
+        category == "So"
+        or (category == "Po" and (ord(char) > 0x2000 or char in _SPACED_PO) and char not in _PAUSE_MARKS | _SPACED_KEPT)
+    )
 
 
 def _reads(language: str, prefixes: tuple[str, ...]) -> bool:
@@ -185,6 +230,30 @@ def _is_removed_control(char: str) -> bool:
     if category == "Cc":
         return char not in _LINE_BREAKS and char != "\t"
     return category in ("Cf", "Cn", "Co", "Cs")
+
+
+@functools.cache
+def _folding() -> dict[int, str]:
+    """str.translate table of the compatibility characters that fold to their NFKC form."""
+    return {code: unicodedata.normalize("NFKC", chr(code)) for code in range(0x30000) if _folds(chr(code))}
+
+
+@functools.cache
+def _spaced_re() -> re.Pattern:
+    """The symbols that get a space where they touch a letter or digit, as one character class."""
+    return re.compile(f"[{_class(_ranges(_spaced, range(0x100, 0x30000)))}]+")
+
+
+def _space_symbols(text: str) -> str:
+    """A space between a word and a symbol that touches it (see _spaced)."""
+
+    def spaced(match: re.Match) -> str:
+        start, end = match.start(), match.end()
+        before = " " if start and text[start - 1].isalnum() else ""
+        after = " " if end < len(text) and text[end].isalnum() else ""
+        return before + match.group() + after
+
+    return _spaced_re().sub(spaced, text)
 
 
 @functools.cache
@@ -239,8 +308,13 @@ _BLOCK_PREFIX_RE = re.compile(r"\s*(?:>\s*)+")
 _LIST_MARKER_RE = re.compile(r"\s*(?:[-+*•◦‣⁃∙·]|\d{1,3}[.)])\s+(?:\[[ xX]\]\s+)?")
 
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|$)")
-_IMAGE_RE = re.compile(r"!\[[^\]]*\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)")
-_LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^()\s]|\([^()]*\))*(?:\s+\"[^\"]*\")?\)|\[([^\]^][^\]]*)\]\[[^\]]*\]")
+# <script> and <style> hold code, not text: their content goes with them.
+_CODE_ELEMENT_RE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.IGNORECASE)
+# A link destination: <anything but angle brackets> or a run with balanced parentheses; then a title.
+_DESTINATION = r"\((?:<[^<>]*>|(?:[^()\s]|\([^()]*\))*)(?:\s+\"[^\"]*\")?\)"
+_IMAGE_RE = re.compile(rf"!\[[^\]]*\]{_DESTINATION}")
+# Link text may be empty once an image inside it is gone ("[![badge](x.svg)](ci-url)").
+_LINK_RE = re.compile(rf"\[([^\]]*)\]{_DESTINATION}|\[([^\]^][^\]]*)\]\[[^\]]*\]")
 _FOOTNOTE_RE = re.compile(r"\[\^[^\]\s]+\]")
 _AUTOLINK_RE = re.compile(r"<((?:https?|ftp|mailto):[^<>\s]+|[^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>", re.IGNORECASE)
 _HTML_ELEMENTS = (
@@ -260,19 +334,33 @@ _PIPE_RE = re.compile(r"(?:\s+|^)\|(?=\s|$)")
 _DECORATION_RE = re.compile(r"(?<!\S)(?:#{2,}|[*~=#]{3,})(?!\S)")
 
 
-def _is_boundary(char: str) -> bool:
-    """Whitespace, the text's edge ("") or punctuation/symbols other than the emphasis marks."""
-    return not char or char.isspace() or (unicodedata.category(char)[0] in "PS" and char not in "*_~")
+# Scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar, Tibetan):
+# there "**" between two letters is still emphasis, since no space can mark the word's edge.
+_SPACELESS_RE = re.compile(
+    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+)
 
 
 def _emphasis(match: re.Match) -> str:
-    """Drop an emphasis run at the edge of a word; keep it between spaces or inside a word."""
-    line, start, end = match.string, match.start(), match.end()
+    """Drop a run of "*", "_" or "~~" that is emphasis; keep it where it is a symbol of the text.
+
+    Kept: a run with whitespace (or the line's edge) on both sides ("5 * 3", "fill in ___") and a
+    run inside a word or number ("snake_case", "x_1", "5*3", "x**2"). Dropped: every other run,
+    i.e. one touching a word on one side ("**bold**", "**Note:**", '**"hi"**', "*Note:*"), and
+    inside a word "**"/"*" between two letters of a script written without spaces ("重要**です")
+    or two or more "*" between letters ("un**bel**ievable": CommonMark allows "*" emphasis there).
+    """
+    run, line, start, end = match.group(), match.string, match.start(), match.end()
     before = line[start - 1] if start else ""
     after = line[end] if end < len(line) else ""
-    opens = _is_boundary(before) and not _is_boundary(after)
-    closes = _is_boundary(after) and not _is_boundary(before)
-    return "" if opens or closes else match.group()
+    if (not before or before.isspace()) and (not after or after.isspace()):
+        return run
+    if before.isalnum() and after.isalnum():
+        spaceless = bool(_SPACELESS_RE.match(before) or _SPACELESS_RE.match(after))
+        bold_in_word = run[0] == "*" and len(run) >= 2 and before.isalpha() and after.isalpha()
+        return "" if spaceless or bold_in_word else run
+    return ""
 
 
 def _table_row(line: str) -> str:
@@ -302,9 +390,9 @@ def _strip_line_markup(line: str) -> str:
     marker = _LIST_MARKER_RE.match(line)
     if marker:
         line = line[marker.end() :]
-    line = _COMMENT_RE.sub("", line)
+    line = _CODE_ELEMENT_RE.sub("", _COMMENT_RE.sub("", line))
     line = _IMAGE_RE.sub("", line)
-    line = _LINK_RE.sub(lambda m: m.group(1) or m.group(2), line)
+    line = _LINK_RE.sub(lambda m: m.group(1) or m.group(2) or "", line)
     line = _FOOTNOTE_RE.sub("", line)
     line = _AUTOLINK_RE.sub(r"\1", line)
     line = _HTML_TAG_RE.sub(" ", line)
@@ -359,9 +447,9 @@ def clean_text(text: str, language: str, *, literal: bool = False) -> str:
     """
     invisible, pictographs = _tables()
     text = unicodedata.normalize("NFC", invisible.sub("", text)).translate(_digit_forms(language))
-    lines = _LINE_SPLIT_RE.split(text)
+    lines = _LINE_SPLIT_RE.split(text.translate(_folding()))
     if not literal:
         lines = [_drop(pictographs, _strip_line_markup(line)).translate(_PUNCTUATION_FORMS) for line in lines]
     unreadable = _unreadable_re(language)
-    lines = [_drop(unreadable, line) for line in lines]
+    lines = [_space_symbols(_drop(unreadable, line)) for line in lines]
     return unicodedata.normalize("NFC", _join_lines(lines))

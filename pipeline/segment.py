@@ -68,6 +68,8 @@ class Segment(BaseModel):
         return self
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
 # --- where the text may be cut ---------------------------------------------------------------
 
 # str.splitlines()'s line boundaries: every line break ends a sentence.
@@ -351,9 +353,16 @@ def split_text(
     Raises NothingToSpeakError (a ValueError) when the whole text has nothing to speak: empty,
     whitespace, invisible characters, markup, pictographs, punctuation, or only characters espeak
     cannot read for the language; UnsupportedLanguageError for an unknown language; ValueError for
-    max_tokens below MIN_MAX_TOKENS or a single character that alone reads as more than max_tokens ids.
+    max_tokens below MIN_MAX_TOKENS, a lone UTF-16 surrogate (no character, so no Segment can hold
+    it) or a single character that alone reads as more than max_tokens ids.
     """
-    check_language(language)
+    language = check_language(language)
+    surrogate = _SURROGATE_RE.search(text)
+    if surrogate:
+        raise ValueError(
+            f"text holds a lone UTF-16 surrogate (U+{ord(surrogate.group()):04X}) at offset {surrogate.start()}, "
+            "which is not a character (half of a split emoji?): remove it"
+        )
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
     if not text.strip():

@@ -96,9 +96,13 @@ class MissingExtraError(RuntimeError):
 
 
 def check_language(code: str) -> str:
-    """Return `code` if the model supports it; otherwise raise UnsupportedLanguageError with hints."""
+    """The model's espeak-ng code for `code` (written in any case, "_" or "-": "EN_us" -> "en-us");
+    raise UnsupportedLanguageError with hints when the model does not know it."""
     if code in _LANGUAGE_IDS:
         return code
+    canonical = str(code).strip().lower().replace("_", "-")  # "EN-US", "en_US": BCP 47 is case-blind
+    if canonical in _LANGUAGE_IDS:
+        return canonical
     message = (
         f"unsupported language {code!r}: see pipeline.text.LANGUAGES "
         f"({len(LANGUAGES)} espeak-ng codes such as en-us, de, fr-fr, ja, cmn)"
@@ -143,7 +147,7 @@ def normalize(text: str, language: str) -> str:
 def _prepare(text: str, language: str, *, literal: bool) -> str:
     """What espeak-ng reads: the cleaned text, with number reading unless `literal`. Japanese
     always gets its kana readings (espeak-ng cannot read kanji), digits as kanji numerals."""
-    check_language(language)
+    language = check_language(language)
     if not text.strip():
         raise NothingToSpeakError("nothing to speak: text is empty or whitespace only")
     cleaned = clean_text(text, language, literal=literal)
@@ -169,7 +173,26 @@ def _normalize_japanese(text: str) -> str:
         return "".join(number2kanji(int(digit)) for digit in digits)
 
     text = _DIGIT_RUN_RE.sub(kanji, unicodedata.normalize("NFKC", text))
-    return " ".join(morpheme.reading_form() for morpheme in tokenizer.tokenize(text))
+    readings = (_japanese_reading(morpheme) for morpheme in tokenizer.tokenize(text))
+    return " ".join(reading for reading in readings if reading)
+
+
+# Sudachi's reading of a symbol it has no reading for is "キゴウ" ("symbol"), and it reads a space
+# (part of speech 空白) the same way: spoken, both would say "kigō" where the text has a pause.
+_SYMBOL_READING = "キゴウ"
+_WORD_SYMBOL = frozenset({"記号", "きごう", "キゴウ"})  # the word "symbol" itself keeps its reading
+
+
+def _japanese_reading(morpheme) -> str:
+    """A Sudachi morpheme's katakana reading; "" for whitespace; a punctuation mark read as
+    itself and any other unreadable symbol dropped, never as the word "symbol"."""
+    surface = morpheme.surface()
+    if morpheme.part_of_speech()[0] == "空白" or not surface.strip():
+        return ""
+    reading = morpheme.reading_form()
+    if reading != _SYMBOL_READING or surface in _WORD_SYMBOL:
+        return reading
+    return surface if all(unicodedata.category(char)[0] == "P" for char in surface) else ""
 
 
 @_per_thread
@@ -211,6 +234,7 @@ def phonemize(text: str, language: str, *, normalize: bool = True) -> str:
     Raises UnsupportedLanguageError and NothingToSpeakError like normalize(). The result may hold
     no phoneme (text of punctuation only): text_to_ids() refuses that.
     """
+    language = check_language(language)
     normalized = _prepare(text, language, literal=not normalize)
     backend = _espeak(language)  # this thread's own: no other thread touches it
     # espeak-ng keeps state between calls: some characters (Cherokee, Hangul jamo after a

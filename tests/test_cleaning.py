@@ -306,3 +306,104 @@ def test_unreadable_blocks_are_isolated(block):
             continue
         assert is_unreadable(char, "en-us")
         assert phonemize(f"{char} a, b{char}c", "en-us") == phonemize("a, b c", "en-us")
+
+
+# --- kinds a red-team review found (compatibility forms, symbols against words, emphasis next to
+# punctuation or inside words, spaces in Japanese, Braille and arrows) -------------------------
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+def _math_bold(text: str) -> str:
+    bold = {**{chr(65 + i): chr(0x1D400 + i) for i in range(26)}, **{chr(97 + i): chr(0x1D41A + i) for i in range(26)}}
+    return "".join(bold.get(char, char) for char in text)
+
+
+ASCII_WORDS = st.lists(
+    st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"), min_size=1, max_size=8),
+    min_size=1,
+    max_size=5,
+)
+
+
+@FEW
+@given(ASCII_WORDS, st.integers(0, 10**6))
+def test_compatibility_forms_read_as_their_plain_letters_and_digits(words, number):
+    text = f"{' '.join(words)} {number}"
+    plain = ids_or_nothing(text)
+    assert ids_or_nothing(_fullwidth(text)) == plain
+    assert ids_or_nothing(_math_bold(text)) == plain
+
+
+@pytest.mark.parametrize(
+    ("compat", "plain"),
+    [
+        ("oﬃce", "office"),
+        ("Chapter Ⅳ", "Chapter IV"),
+        ("70㎏", "70kg"),
+        ("Pay $１２", "Pay $12"),
+        ("① first", "1 first"),
+    ],
+)
+def test_compatibility_examples(compat, plain):
+    assert phonemize(compat, "en-us") == phonemize(plain, "en-us")
+
+
+SYMBOLS = st.characters(categories=["So", "Po"], min_codepoint=0x2001, max_codepoint=0x2FFFF).filter(
+    lambda char: clean_text(char, "en-us") == char  # a symbol the cleaning keeps (not a pictograph)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(SYMBOLS, st.sampled_from([("hello", "world"), ("good", "morning"), ("Zonos", "speaks")]))
+def test_a_symbol_pressed_against_words_does_not_make_espeak_spell_them(symbol, words):
+    first, second = words
+    pressed = phonemize(f"{first}{symbol}{second}", "en-us").replace(" ", "")
+    assert pressed == phonemize(f"{first} {symbol} {second}", "en-us").replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("markup", "bare"),
+    [
+        ("**Note:** this is it", "Note: this is it"),
+        ("**Warning!** Hot", "Warning! Hot"),
+        ("It's **100%** sure", "It's 100% sure"),
+        ('He said **"hi"** loudly', 'He said "hi" loudly'),
+        ("*Note:* x", "Note: x"),
+        ("un**bel**ievable", "unbelievable"),
+        ("这是**重要**的事情", "这是重要的事情"),
+        ("[![badge](https://img.shields.io/x.svg)](https://ci.org) Build ok", "Build ok"),
+        ("See [docs](<https://x.com/a b>) now", "See docs now"),
+        ("<script>alert(1)</script> Hi", "Hi"),
+        ("a → b ⇒ c", "a b c"),
+        ("Hi\u2800there", "Hi there"),
+    ],
+)
+def test_markup_next_to_punctuation_inside_words_and_around_links_is_not_read(markup, bare):
+    assert clean_text(markup, "en-us") == bare
+
+
+@pytest.mark.parametrize("kept", ["5 * 3", "x**2", "5*3", "snake_case", "x_1", "fill in ___ here"])
+def test_symbols_that_are_not_emphasis_stay(kept):
+    assert clean_text(kept, "en-us") == kept
+
+
+@pytest.mark.parametrize(
+    "text", ["今日は\n晴れ", "東京\u3000タワー", "Hello world", "テスト✅完了", "- 項目一\n- 項目二", "**重要**です"]
+)
+def test_japanese_never_reads_a_space_or_a_removed_symbol_as_the_word_symbol(text):
+    assert "キゴウ" not in normalize(text, "ja")
+    assert normalize("記号です", "ja").startswith("キゴウ")  # the word "symbol" itself keeps its reading
+
+
+@pytest.mark.parametrize("text", ["⠁⠃⠉", "\u2800\u2800\u2800", "→ ⇒ ⟶"])
+def test_braille_and_arrows_alone_are_nothing_to_speak(text):
+    with pytest.raises(NothingToSpeakError):
+        split_text(text)
+
+
+def test_a_lone_surrogate_is_a_clear_error():
+    with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
+        split_text("a\ud800b")

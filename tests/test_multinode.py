@@ -22,10 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "cluster" / "local-cluster.sh"
 
 
+WORKER_PORTS = 41000  # the two nodes' worker ports: [41000, 43000), see local-cluster.sh
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port outside the nodes' worker-port range (Ray refuses a port used twice)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not WORKER_PORTS <= port < WORKER_PORTS + 2000:
+            return port
 
 
 def _serve_config(http_port: int, voices_db: Path) -> dict:
@@ -71,7 +78,7 @@ def two_node_cluster(tmp_path, monkeypatch):
     ports = {name: _free_port() for name in ("PORT", "DASHBOARD_PORT", "CLIENT_PORT", "AGENT_PORT")}
     env = os.environ | {f"RAY_LOCAL_{name}": str(port) for name, port in ports.items()}
     state_dir = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
-    env |= {"RAY_LOCAL_DIR": state_dir, "RAY_LOCAL_WORKER_PORTS": "41000"}
+    env |= {"RAY_LOCAL_DIR": state_dir, "RAY_LOCAL_WORKER_PORTS": str(WORKER_PORTS)}
     started = subprocess.run(
         ["bash", str(SCRIPT), "start", "2", "2"], env=env, timeout=180, capture_output=True, text=True
     )

@@ -151,11 +151,17 @@ def test_languages_table():
     assert check_language("en-gb") == "en-gb"
 
 
+def test_language_codes_are_case_and_separator_blind():
+    assert [check_language(code) for code in ("EN-US", "en_US", " De ", "fr_FR")] == ["en-us", "en-us", "de", "fr-fr"]
+    assert text_to_ids("Hello", "EN_us") == text_to_ids("Hello", "en-us")
+    assert normalize("２０２５年", "JA") == normalize("２０２５年", "ja")  # the Japanese path, not English numbers
+
+
 def test_unknown_language_error_names_code_and_suggests():
     with pytest.raises(UnsupportedLanguageError) as info:
-        check_language("en_US")
+        check_language("en_USA")
     message = str(info.value)
-    assert "'en_US'" in message
+    assert "'en_USA'" in message
     assert "pipeline.text.LANGUAGES" in message
     assert "109" in message
     assert "did you mean en-us" in message
