@@ -63,8 +63,11 @@ The steps, in order, and the rules chosen where issue 9 leaves a choice:
    - Braille patterns (U+2800-28FF) overflow a buffer in Arabic, and English voices name each
      cell ("braille pattern dots-1") and spell out the words it touches: no language keeps them
      (U+2800, the blank cell, is a common invisible filler);
-   - decimal digits of Gurmukhi, Gujarati, Malayalam and Sinhala crashed it outside pa, gu, ml
-     and si; there they become the ASCII digits of the same value (read by the number rules).
+   - Malayalam letters followed by a vowel sign crash en-us after a few dozen calls: only "ml"
+     keeps the block;
+   - decimal digits of Gurmukhi, Gujarati, Tamil, Kannada, Malayalam and Sinhala crashed it
+     outside their language: every non-ASCII decimal digit becomes the ASCII digit of the same
+     value (read by the number rules) except in the languages of its script (_DIGIT_OWNERS).
    A lookup is a regex character class (no espeak call at run time): deterministic and fast.
    Tests re-probe random characters of all scripts next to words (tests/test_cleaning.py).
    Symbols and punctuation beyond Latin-1 that touch a letter or digit ("hello㈀world") make
@@ -160,10 +163,28 @@ _UNREADABLE: tuple[tuple[int, int, tuple[str, ...]], ...] = (
     (0x2800, 0x28FF, ()),  # Braille: abort in ar; English names each cell and spells the words it touches
     (0xA700, 0xABFF, ()),  # Latin Extended-D .. Meetei Mayek
     (0xD7B0, 0xD7FF, ()),  # Hangul Jamo Extended-B
+    (0x0D00, 0x0D7F, ("ml",)),  # Malayalam: letters + a vowel sign crash en-us after ~25 calls
 )
-# Decimal digits that crashed espeak-ng outside their own language: (the digit zero, language).
-# They become the ASCII digits of the same value, which the number rules read.
-_FOREIGN_DIGITS: tuple[tuple[int, str], ...] = ((0x0A66, "pa"), (0x0AE6, "gu"), (0x0D66, "ml"), (0x0DE6, "si"))
+# Decimal digits (category Nd) are read in their own script only by the languages of that script:
+# (the digit zero, those languages). Elsewhere every non-ASCII decimal digit becomes the ASCII
+# digit of the same value, which the number rules read: espeak-ng crashed on Gurmukhi, Gujarati,
+# Tamil, Kannada, Malayalam and Sinhala digits outside their language (and Tamil, Kannada digits
+# even in "ml"), so no foreign digit reaches it.
+_DIGIT_OWNERS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (0x0660, ("ar", "sd", "ku")),  # Arabic-Indic
+    (0x06F0, ("fa", "ur", "sd")),  # Extended Arabic-Indic
+    (0x0966, ("hi", "mr", "ne", "kok")),  # Devanagari
+    (0x09E6, ("bn", "as", "bpy")),  # Bengali
+    (0x0A66, ("pa",)),  # Gurmukhi
+    (0x0AE6, ("gu",)),  # Gujarati
+    (0x0B66, ("or",)),  # Oriya
+    (0x0BE6, ("ta",)),  # Tamil
+    (0x0C66, ("te",)),  # Telugu
+    (0x0CE6, ("kn",)),  # Kannada
+    (0x0D66, ("ml",)),  # Malayalam
+    (0x0DE6, ("si",)),  # Sinhala
+    (0x1040, ("my", "shn")),  # Myanmar
+)
 
 
 # Compatibility characters espeak-ng cannot read but whose plain form it can: fullwidth and
@@ -283,8 +304,13 @@ def _unreadable_re(language: str) -> re.Pattern:
 
 @functools.cache
 def _digit_forms(language: str) -> dict[int, str]:
-    """str.translate table: foreign decimal digits that crash espeak-ng -> ASCII digits."""
-    return {zero + value: str(value) for zero, owner in _FOREIGN_DIGITS if owner != language for value in range(10)}
+    """str.translate table: non-ASCII decimal digits not of `language`'s script -> ASCII digits."""
+    own = {zero + value for zero, owners in _DIGIT_OWNERS if _reads(language, owners) for value in range(10)}
+    return {
+        code: str(unicodedata.decimal(chr(code)))
+        for code in range(0x80, 0x30000)
+        if unicodedata.category(chr(code)) == "Nd" and code not in own
+    }
 
 
 def is_pictograph(char: str) -> bool:

@@ -158,7 +158,10 @@ def _prepare(text: str, language: str, *, literal: bool) -> str:
             + f" or characters espeak-ng cannot read for {language!r})"
         )
     if "ja" in language:
-        return _normalize_japanese(cleaned)
+        readings = _normalize_japanese(cleaned)
+        if not readings:
+            raise NothingToSpeakError("nothing to speak: the text has no Japanese reading (only symbols)")
+        return readings
     return cleaned if literal else _normalize_numbers(cleaned)
 
 
