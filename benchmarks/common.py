@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.model import DTYPES, RANDOM_TINY
+from pipeline.loading import DTYPES, RANDOM_TINY
 
 DTYPE_CHOICES = ["auto", *DTYPES]
 

@@ -10,7 +10,12 @@ rarely emit EOS, so every mode does the same, realistic amount of work.
 The mixed workload (32 requests of varied length) runs in ONE process three ways:
 sequential (one request at a time, batch 1: the pre-optimisation baseline), bucketed static
 batches (sorted by length, each batch runs to its longest member before the next starts), and
-continuous batching (rows join as others leave). Writes results.json and engine.png to --out.
+continuous batching (rows join as others leave).
+
+Prefill padding (pad positions / all prefill positions) on that workload, with the scheduler's
+length grouping (requests arriving between the same two steps prefill shortest first) and
+without it (plain arrival order), when the requests come at once and when they come in flushes.
+Writes results.json and engine.png to --out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import torch
 
 from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
-from pipeline.model import FRAME_RATE, from_pretrained
+from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.loading import from_pretrained
+from pipeline.model import FRAME_RATE
 
 PHONEMES_PER_SECOND = 15.0
 
@@ -46,12 +53,12 @@ def _sync(device: str) -> None:
 def timed_generate(engine: ZonosEngine, batches: list[list[GenerationRequest]], device: str) -> dict:
     """Run each batch to completion in turn; frames, steps and wall time over all of them."""
     _sync(device)
-    steps_before = engine.stats.steps
+    steps_before = engine.stats().steps
     started = time.perf_counter()
     frames = sum(r.codes.shape[1] for batch in batches for r in engine.generate(batch))
     _sync(device)
     wall = time.perf_counter() - started
-    steps = engine.stats.steps - steps_before
+    steps = engine.stats().steps - steps_before
     return {"frames": frames, "steps": steps, "wall_s": wall, "frames_per_s": frames / wall,
             "step_ms": 1000 * wall / max(steps, 1), "audio_s_per_s": frames / FRAME_RATE / wall}  # fmt: skip
 
@@ -81,6 +88,49 @@ def mixed_workload(engine: ZonosEngine, n_requests: int, batch: int, cfg_scale: 
         print(f"  {name:16s}: {results[name]['frames_per_s']:9.0f} frames/s in {results[name]['wall_s']:.1f} s")
     baseline = results["sequential"]["frames_per_s"]
     results["speedup_vs_sequential"] = {name: results[name]["frames_per_s"] / baseline for name in modes}
+    return results
+
+
+class ArrivalOrderScheduler(Scheduler):
+    """The scheduler without length grouping: admission by (priority, arrival) alone, for comparison."""
+
+    def admission_order(self, state: RequestState) -> tuple[int, ...]:
+        return state.request.priority, next(self._arrivals)
+
+
+def prefill_padding(
+    model, requests: list[GenerationRequest], concurrency: int, flush: int, every: int, grouped: bool
+) -> dict:
+    """Run `requests`, `flush` of them arriving every `every` steps, at `concurrency` requests at a time;
+    the share of prefill positions that were padding."""
+    rows = concurrency * (2 if requests[0].uses_guidance else 1)
+    engine = ZonosEngine(model, EngineConfig(max_rows=rows, max_seq_len=1536))
+    if not grouped:
+        engine.scheduler = ArrivalOrderScheduler(rows, engine.config.max_prefill_tokens)
+    arriving, step = list(requests), 0
+    while arriving or engine.has_unfinished():
+        if step % every == 0:
+            for request in arriving[:flush]:
+                engine.add_request(request)
+            del arriving[:flush]
+        engine.step()
+        step += 1
+    stats = engine.stats()
+    total = stats.prefill_tokens + stats.prefill_padding
+    return {"prefill_tokens": stats.prefill_tokens, "prefill_padding": stats.prefill_padding,
+            "padding_ratio": stats.prefill_padding / total, "steps": step}  # fmt: skip
+
+
+def padding_comparison(model, n_requests: int, concurrency: int, cfg_scale: float) -> dict:
+    """Prefill padding with and without length grouping: all requests at once, and flushes of 8 every 32 steps."""
+    rng = random.Random(0)
+    requests = [workload_request(rng.randint(20, 200), seed, cfg_scale) for seed in range(n_requests)]
+    results = {}
+    for arrival, flush, every in (("at_once", n_requests, 1), ("flushes_of_8", 8, 32)):
+        for grouped in (False, True):
+            name = f"{arrival}_{'grouped' if grouped else 'arrival_order'}"
+            results[name] = prefill_padding(model, requests, concurrency, flush, every, grouped)
+            print(f"  {name:28s}: padding {100 * results[name]['padding_ratio']:5.1f}% of prefill positions")
     return results
 
 
@@ -131,13 +181,16 @@ def main(argv: list[str] | None = None) -> dict:
     mixed_engine = ZonosEngine(model, EngineConfig(max_rows=rows_per_request * args.mixed_batch, max_seq_len=1536))
     print("mixed workload:")
     mixed = mixed_workload(mixed_engine, args.requests, args.mixed_batch, args.cfg_scale, args.device)
+    del mixed_engine
+    print("prefill padding:")
+    padding = padding_comparison(model, args.requests, args.mixed_batch, args.cfg_scale)
 
     results = {
         "model": args.model, "device": args.device, "dtype": dtype_name(model.dtype),
         "cfg_scale": args.cfg_scale,
         "n_requests": args.requests, "mixed_batch": args.mixed_batch, "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"), "batch_sweep": sweep, "mixed_workload": mixed,
+        "date": time.strftime("%Y-%m-%d"), "batch_sweep": sweep, "mixed_workload": mixed, "prefill_padding": padding,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

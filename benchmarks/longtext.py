@@ -32,7 +32,8 @@ from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.audio import join_segments
 from pipeline.codec import SAMPLE_RATE
 from pipeline.segment import split_text
-from pipeline.synthesis import SynthesisRequest, Synthesizer, segment_seed
+from pipeline.streaming import SynthesisRequest, segment_seed
+from pipeline.synthesis import Synthesizer
 
 VOCABULARY = """the a river morning light city quiet people walked along old bridge over water while children played
 near market stalls selling bread fruit and flowers every voice carried stories about years gone by someone

@@ -15,11 +15,12 @@ default) with a seed per request, or /v1/audio/speech (`--endpoint speech`, Open
 takes no seed). Without --url the benchmark starts Ray and the app itself
 (deployments.app:build_app, each deployment's defaults) and shuts both down at the end.
 
-inprocess: the same texts at the same concurrencies with no Ray and no HTTP: one process, one
-engine behind pipeline's AsyncEngine shared by asyncio tasks, and each request handled as the
-Serve graph handles it (see InProcessGraph), so the difference between the modes is what Serve
-(processes, object transfers, the proxy, HTTP) costs. Issue 5's target: serve >= 80% of in-process
-audio-s/s at concurrency 16.
+inprocess: the same texts at the same concurrencies with no Ray and no HTTP: one process, asyncio
+tasks running the very graph code the Ingress runs (pipeline.streaming.stream_audio) with its steps
+in this process (pipeline.synthesis.LocalSteps: one AsyncEngine, one vocoder thread) instead of
+deployment handles, and pcm bytes from a StreamingEncoder as the HTTP layer makes them. So the
+difference between the modes is what Serve (processes, object transfers, @serve.batch, the proxy,
+HTTP) costs. Issue 5's target: serve >= 80% of in-process audio-s/s at concurrency 16.
 
 Why seeds: a segment ends on EOS or at its frame budget (2.5x its expected duration plus 1 s).
 Random weights draw EOS by chance (random-tiny often cuts a segment short), so unseeded runs of
@@ -51,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,13 +61,11 @@ import requests
 import torch
 
 from benchmarks.common import DTYPE_CHOICES, benchmark_parser, dtype_name
-from pipeline.audio import SegmentJoiner, StreamingEncoder
-from pipeline.codec import SAMPLE_RATE, Codec, StreamingSpans
-from pipeline.engine import GenerationRequest, ZonosEngine
-from pipeline.engine.async_engine import AsyncEngine
-from pipeline.model import N_CODEBOOKS
-from pipeline.segment import split_text
-from pipeline.synthesis import SynthesisRequest, Synthesizer, default_sources, segment_request
+from pipeline.audio import StreamingEncoder
+from pipeline.codec import SAMPLE_RATE, Codec
+from pipeline.engine import ZonosEngine
+from pipeline.streaming import SynthesisRequest, stream_audio
+from pipeline.synthesis import LocalSteps, Synthesizer, default_sources
 
 HEADLINE_CONCURRENCY = 16  # the issue's target is stated at this level
 TARGET_RATIO = 0.8
@@ -301,97 +300,12 @@ def run_serve(args: argparse.Namespace, plan: dict[int, int], texts: list[str]) 
 # --------------------------------------------------------------------------- in-process: the graph without Ray
 
 
-class MicroBatcher:
-    """@serve.batch in miniature: calls gather until `max_batch` or `wait_s` after the first, one batch at a time."""
-
-    def __init__(self, batch_fn: Callable[[list], Awaitable[list]], max_batch: int, wait_s: float):
-        self.batch_fn, self.max_batch, self.wait_s = batch_fn, max_batch, wait_s
-        self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
-
-    async def __call__(self, item):
-        if self._task is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._run())
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
-        return await future
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.wait_s
-            while len(batch) < self.max_batch and (left := deadline - loop.time()) > 0:
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), left))
-                except TimeoutError:
-                    break
-            try:
-                results = await self.batch_fn([item for item, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-
 class InProcessGraph:
-    """What the Serve graph does for a request, in one process, so only Serve's own costs differ.
-
-    Ingress: split the text off the event loop, start one engine stream per segment at once, read
-    the segments in text order, plan vocoder spans with StreamingSpans and join with SegmentJoiner;
-    Generator: admission batched like its @serve.batch (32 segments or 10 ms, shortest first) into
-    ONE AsyncEngine, frames forwarded 16 at a time; Vocoder: spans batched like its @serve.batch
-    (16 or 5 ms) and decoded in a worker thread; HTTP: pcm bytes from a StreamingEncoder.
-    """
+    """The Serve graph's own code (pipeline.streaming.stream_audio) with its steps on this process's models."""
 
     def __init__(self, synthesizer: Synthesizer, seeded: bool = True):
         self.synthesizer, self.seeded = synthesizer, seeded
-        self.codec = synthesizer.codec
-        self.engine = AsyncEngine(synthesizer.engine)
-        self.chunk_frames = synthesizer.stream_chunk_frames
-        self.admit = MicroBatcher(self._admit, max_batch=32, wait_s=0.01)
-        self.decode = MicroBatcher(self._decode, max_batch=16, wait_s=0.005)
-
-    async def _admit(self, requests_: list[GenerationRequest]) -> list[str]:
-        return self.engine.submit_shortest_first(requests_)
-
-    async def _decode(self, spans: list) -> list[np.ndarray]:
-        return await asyncio.to_thread(self.codec.decode_spans, spans)
-
-    async def audio(self, request: SynthesisRequest) -> AsyncIterator[np.ndarray]:
-        """Joined float32 audio in text order, as the ingress streams it."""
-        segments = await asyncio.to_thread(
-            split_text, request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize
-        )
-        max_seq_len = self.engine.engine.config.max_seq_len
-        stream_ids = await asyncio.gather(*(self.admit(segment_request(request, s, max_seq_len)) for s in segments))
-        joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-        for segment, stream_id in zip(segments, stream_ids, strict=True):
-            spans = StreamingSpans(self.codec.context_frames, N_CODEBOOKS, self.codec.device)
-            pending: list[torch.Tensor] = []
-            async for chunk in self.engine.stream(stream_id):
-                pending.append(chunk.frames)
-                if not chunk.finished and sum(f.shape[1] for f in pending) < self.chunk_frames:
-                    continue
-                planned = [spans.push(torch.cat(pending, dim=1))]
-                pending = []
-                if chunk.finished:
-                    planned.append(spans.flush())
-                decoded = [await self.decode(span) for span in planned if span is not None]
-                samples = np.concatenate(decoded) if decoded else np.zeros(0, np.float32)
-                for _, piece, _ in joiner.add(segment.index, samples, chunk.finished):
-                    yield piece
+        self.steps: LocalSteps = synthesizer.steps()
 
     async def request(self, text: str, index: int) -> RequestRecord:
         """One request measured as the HTTP client measures it: pcm bytes, first non-empty bytes."""
@@ -399,8 +313,9 @@ class InProcessGraph:
         first, n_bytes = None, 0
         try:
             encoder = StreamingEncoder("pcm", SAMPLE_RATE)
-            async for samples in self.audio(SynthesisRequest(text=text, seed=index if self.seeded else None)):
-                data = encoder.write(samples)
+            request = SynthesisRequest(text=text, seed=index if self.seeded else None)
+            async for piece in stream_audio(request, self.steps):
+                data = encoder.write(piece.samples)
                 if data and first is None:
                     first = time.perf_counter() - started
                 n_bytes += len(data)
@@ -424,9 +339,7 @@ class InProcessGraph:
         return records, time.perf_counter() - started
 
     async def aclose(self) -> None:
-        await self.admit.aclose()
-        await self.decode.aclose()
-        await asyncio.to_thread(self.engine.close)
+        await asyncio.to_thread(self.synthesizer.close)
 
 
 async def run_inprocess(args: argparse.Namespace, plan: dict[int, int], texts: list[str]) -> dict:

@@ -15,6 +15,22 @@ APP_NAME = "zonos-tts"
 
 
 def build_app(args: dict) -> Application:
-    """TextSplitter -> Generator -> Vocoder, with the voice library, behind the HTTP/handle ingress."""
-    config = AppConfig.model_validate(args).model_dump()
-    return Ingress.bind(TextSplitter.bind(), Generator.bind(config), Vocoder.bind(config), Voices.bind(config), config)
+    """TextSplitter -> Generator -> Vocoder, with the voice library, behind the HTTP/handle ingress.
+
+    `args` is validated once as an AppConfig. Each deployment gets its Serve options from the
+    config's field of its name (the batched ones their batch settings as `user_config`, which
+    Serve hands to `reconfigure`) and is bound the validated config objects it uses.
+    """
+    config = AppConfig.model_validate(args)
+    splitter = TextSplitter.options(**config.splitter.serve_options())
+    generator = Generator.options(**config.generator.serve_options(), user_config=config.generator_batch.model_dump())
+    vocoder = Vocoder.options(**config.vocoder.serve_options(), user_config=config.vocoder_batch.model_dump())
+    voices = Voices.options(**config.voices.serve_options())
+    ingress = Ingress.options(**config.ingress.serve_options())
+    return ingress.bind(
+        splitter.bind(),
+        generator.bind(config.sources, config.engine),
+        vocoder.bind(config.sources),
+        voices.bind(config.sources, config.voices_db),
+        config,
+    )

@@ -1,10 +1,15 @@
-"""The application's configuration: one pydantic model, filled from `args` in a Serve config."""
+"""The application's configuration: one pydantic model, filled from `args` in a Serve config.
+
+It holds the Serve options of every deployment too (`DeploymentOptions`), with their defaults
+here and nowhere else: `deployments.app:build_app` applies them with `.options()`, and the
+deployment classes carry none. No ray import: the HTTP layer reads this module as well.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipeline.engine import EngineConfig
 
@@ -30,12 +35,48 @@ class ModelSources(BaseModel):
 
 
 class BatchSettings(BaseModel):
-    """@serve.batch knobs; also accepted at run time through a deployment's `user_config`."""
+    """@serve.batch knobs: `build_app` hands them to the deployment as its `user_config`, and the
+    deployment's `reconfigure` applies them (Serve calls it before the replica serves, and again,
+    without a restart, when a `user_config` changes)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_batch_size: int = Field(32, ge=1, le=1024)
     batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=5.0)
+
+
+class DeploymentOptions(BaseModel):
+    """Ray Serve's options for one deployment: keywords of `Deployment.options()`, which checks
+    their values when `build_app` applies them. A field left out keeps Serve's own default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_replicas: int | None = Field(None, ge=1, description="A fixed number of replicas (or autoscaling_config).")
+    autoscaling_config: dict[str, Any] | None = Field(
+        None, description="Serve's AutoscalingConfig: min_replicas, max_replicas, target_ongoing_requests, ..."
+    )
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Requests one replica runs at once (a @serve.batch never exceeds it)."
+    )
+    max_queued_requests: int | None = Field(
+        None, ge=-1, description="Requests queued per caller before 503 / BackPressureError; -1: no limit."
+    )
+    ray_actor_options: dict[str, Any] | None = Field(
+        None, description="Per replica: num_cpus, num_gpus, memory, resources (custom, for placement), ..."
+    )
+    max_surge_percent: int | None = Field(None, ge=0, description="Extra replicas started during a rolling update.")
+    graceful_shutdown_wait_loop_s: float | None = Field(None, ge=0)
+    graceful_shutdown_timeout_s: float | None = Field(None, ge=0)
+    health_check_period_s: float | None = Field(None, gt=0)
+    health_check_timeout_s: float | None = Field(None, gt=0)
+
+    def serve_options(self) -> dict[str, Any]:
+        """The keywords for `Deployment.options()`: the fields that were given."""
+        return self.model_dump(exclude_unset=True)
+
+
+# Given either, a deployment's options drop the other from its defaults (Serve refuses both at once).
+SCALING_OPTIONS = {"num_replicas", "autoscaling_config"}
 
 
 class AppConfig(BaseModel):
@@ -45,11 +86,40 @@ class AppConfig(BaseModel):
 
     sources: ModelSources = Field(default_factory=ModelSources)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    generator_batch: BatchSettings = Field(default_factory=BatchSettings)
-    vocoder_batch: BatchSettings = Field(default_factory=lambda: BatchSettings(max_batch_size=16))
+    generator_batch: BatchSettings = BatchSettings()
+    vocoder_batch: BatchSettings = BatchSettings(max_batch_size=16, batch_wait_timeout_s=0.005)
     max_text_chars: int = Field(20_000, ge=1)
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(600.0, gt=0)
-    max_queued_requests: int = Field(256, ge=1, description="Requests in flight per ingress replica before 503.")
+    max_queued_requests: int = Field(
+        256,
+        ge=1,
+        description="Requests in flight per ingress replica before 503: the app's own limit, checked by the "
+        "Ingress; Serve's queue limit of each deployment is its options' max_queued_requests.",
+    )
     voices_db: str = Field("zonos-voices.sqlite3", description="SQLite file of the voice library (use a volume).")
     default_response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+
+    # Serve options, one field per deployment.
+    ingress: DeploymentOptions = DeploymentOptions(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+    splitter: DeploymentOptions = DeploymentOptions(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+    generator: DeploymentOptions = DeploymentOptions(max_ongoing_requests=512, ray_actor_options={"num_cpus": 1})
+    vocoder: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
+    voices: DeploymentOptions = Field(
+        DeploymentOptions(num_replicas=1, max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5}),
+        description="Keep one replica: it owns the SQLite file.",
+    )
+
+    @field_validator(
+        "generator_batch", "vocoder_batch", "ingress", "splitter", "generator", "vocoder", "voices", mode="before"
+    )
+    @classmethod
+    def _over_the_defaults(cls, given: Any, info: ValidationInfo) -> Any:
+        """A mapping given for one of these fields replaces its defaults key by key; a dict-valued
+        key (ray_actor_options, autoscaling_config) is replaced whole, as Serve's overrides do."""
+        if not isinstance(given, dict):
+            return given
+        defaults = cls.model_fields[info.field_name].default.model_dump(exclude_unset=True)
+        if SCALING_OPTIONS & given.keys():
+            defaults = {key: value for key, value in defaults.items() if key not in SCALING_OPTIONS}
+        return defaults | given

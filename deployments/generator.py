@@ -1,9 +1,10 @@
 """Generator (GPU): the batched Zonos engine behind @serve.batch.
 
-Each flush gathers segments from all concurrent requests, orders them by length (so the
-engine's FIFO admission prefills similar lengths together) and submits them to the engine's
-RUNNING batch: a new flush joins while earlier rows still decode (continuous batching lives in
-the engine, as in Ray Serve LLM). Frames stream back per segment as the delay pattern resolves.
+Each flush gathers segments from all concurrent requests and submits them together (the engine
+admits them shortest first, so similar lengths prefill together) to the engine's RUNNING batch: a
+new flush joins while earlier rows still decode (continuous batching lives in the engine, as in
+Ray Serve LLM). Frames stream back per segment as the delay pattern resolves,
+pipeline.streaming.CHUNK_FRAMES at a time (FrameChunks, codes int64).
 """
 
 from __future__ import annotations
@@ -12,38 +13,24 @@ import collections
 import time
 from collections.abc import AsyncIterator
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
-from deployments.config import AppConfig, BatchSettings
+from deployments.config import BatchSettings, ModelSources
 from deployments.models import load_with_fallback
-from pipeline.engine import GenerationRequest, ZonosEngine
+from pipeline.engine import EngineConfig, FrameChunk, GenerationRequest, ZonosEngine
 from pipeline.engine.async_engine import AsyncEngine
-
-STREAM_CHUNK_FRAMES = 16  # frames per message back to the caller: ~186 ms of audio
-
-
-class GeneratedFrames(BaseModel):
-    """New codec frames of one segment (codes 0..1023, [9, n]); the last message says why it ended."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    frames: np.ndarray
-    finished: bool
-    stop_reason: str | None = None
+from pipeline.streaming import in_chunks
 
 
-@serve.deployment(name="Generator", max_ongoing_requests=512, ray_actor_options={"num_cpus": 1})
+@serve.deployment
 class Generator:
-    def __init__(self, config: dict):
-        self.config = AppConfig.model_validate(config)
-        sources = self.config.sources
+    def __init__(self, sources: ModelSources, engine_config: EngineConfig):
+        self.sources = sources
 
         def load(source: str) -> ZonosEngine:
             return ZonosEngine.from_pretrained(
-                source, device=sources.device, dtype=sources.dtype, **self.config.engine.model_dump()
+                source, device=sources.device, dtype=sources.dtype, **engine_config.model_dump()
             )
 
         engine, self.real_weights = load_with_fallback(load, sources.model, sources.fallback, "language model")
@@ -64,40 +51,40 @@ class Generator:
             boundaries=[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
         )
         self._frames = Counter("zonos_generator_frames_total", "Codec frames generated (rate = frames per second).")
-        self.reconfigure(self.config.generator_batch.model_dump())
 
     def reconfigure(self, user_config: dict) -> None:
-        """Batch size and wait time, tunable at run time through `user_config`."""
+        """Batch size and wait time (BatchSettings): `user_config`, set by build_app from
+        AppConfig.generator_batch; Serve calls this before the replica serves, and again on a change."""
         settings = BatchSettings.model_validate(user_config)
         self._admit.set_max_batch_size(settings.max_batch_size)
         self._admit.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    @serve.batch  # sized by reconfigure
     async def _admit(self, requests: list[GenerationRequest]) -> list[str]:
         self.recent_flushes.append(len(requests))
         self._flush_segments.observe(len(requests))
-        return self.engine.submit_shortest_first(requests)
+        return self.engine.submit(requests)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GeneratedFrames]:
-        """Stream one segment's frames, STREAM_CHUNK_FRAMES at a time (fewer on the last message)."""
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
+        """Stream one segment's frames [9, n] (LongTensor), CHUNK_FRAMES at a time (fewer on the last chunk)."""
         arrived = time.perf_counter()
         stream_id = await self._admit(GenerationRequest.model_validate(request))
-        pending: list[np.ndarray] = []
+        async for chunk in in_chunks(self._observed(self.engine.stream(stream_id), arrived)):
+            self._frames.inc(chunk.frames.shape[1])
+            yield chunk
+
+    async def _observed(self, chunks: AsyncIterator[FrameChunk], arrived: float) -> AsyncIterator[FrameChunk]:
+        """`chunks` as they are, the queue wait and prefill padding observed at the first."""
         first = True
-        async for chunk in self.engine.stream(stream_id):
+        async for chunk in chunks:
             if first:
                 self._queue_wait.observe(time.perf_counter() - arrived)
                 self._observe_engine()
                 first = False
-            pending.append(chunk.frames.numpy().astype(np.int16))
-            if chunk.finished or sum(p.shape[1] for p in pending) >= STREAM_CHUNK_FRAMES:
-                frames = np.concatenate(pending, axis=1)
-                pending = []
-                self._frames.inc(frames.shape[1])
-                yield GeneratedFrames(frames=frames, finished=chunk.finished, stop_reason=chunk.stop_reason)
+            yield chunk
 
     def _observe_engine(self) -> None:
-        stats = self.engine.engine.stats
+        stats = self.engine.stats()
         real, padding = stats.prefill_tokens - self._last_stats[0], stats.prefill_padding - self._last_stats[1]
         if real + padding:
             self._padding.observe(padding / (real + padding))
@@ -105,11 +92,11 @@ class Generator:
 
     def stats(self) -> dict:
         """For operators and tests: recent flush sizes and the engine's running totals."""
-        stats = self.engine.engine.stats
+        stats = self.engine.stats()
         return {"flush_sizes": list(self.recent_flushes), "steps": stats.steps, "frames": stats.frames}
 
     def model_card(self) -> dict:
-        return {"real_weights": self.real_weights, "source": self.config.sources.model}
+        return {"real_weights": self.real_weights, "source": self.sources.model}
 
     def check_health(self) -> None:
         if not self.engine.alive:

@@ -1,8 +1,9 @@
-"""Ingress: the HTTP API (deployments.http) and the Python handle API over the deployment graph.
+"""Ingress: the HTTP API and the Python handle API over the deployment graph.
 
-One request: TextSplitter -> one Generator stream per segment (all started at once, so they
-share Generator flushes with every other request) -> Vocoder spans as frames arrive ->
-SegmentJoiner -> audio in text order, the first chunk as soon as it is decoded.
+One request runs pipeline.streaming.stream_audio, its steps over the deployment handles:
+TextSplitter -> one Generator stream per segment (all started at once, so they share Generator
+flushes with every other request) -> Vocoder spans as frames arrive -> audio in text order, the
+first piece as soon as it is decoded.
 """
 
 from __future__ import annotations
@@ -13,60 +14,23 @@ import uuid
 from collections.abc import AsyncIterator
 
 import numpy as np
-import torch
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Histogram
 
+from deployments.api import build_http_app
+from deployments.backend import MODEL_ID, BackendBusy, ModelCard, VoiceInfo
 from deployments.config import AppConfig
-from deployments.http import MODEL_ID, BackendBusy, VoiceInfo, build_http_app
 from deployments.ray_errors import raises_causes, replica_errors
-from pipeline.audio import SegmentJoiner
-from pipeline.codec import SAMPLE_RATE, StreamingSpans
-from pipeline.model import N_CODEBOOKS
-from pipeline.synthesis import SynthesisRequest, segment_request
+from pipeline.codec import SAMPLE_RATE, CodeSpan
+from pipeline.engine import FrameChunk, GenerationRequest
+from pipeline.segment import Segment
+from pipeline.streaming import AudioPiece, SynthesisRequest, SynthesisResult, collect, stream_audio
 
 logger = logging.getLogger("ray.serve")
 
 
-class SegmentTiming(BaseModel):
-    index: int
-    text: str
-    n_frames: int
-    stop_reason: str
-    done_s: float = Field(description="Seconds from the request's start until its last frame arrived.")
-
-
-class AudioPiece(BaseModel):
-    """A piece of the joined audio, in order; `segment_done` marks a segment's last piece."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    segment_index: int
-    samples: np.ndarray  # float32 mono
-    sample_rate: int = SAMPLE_RATE
-    segment_done: bool
-    timing: SegmentTiming | None = None
-
-
-class SynthesisResult(BaseModel):
-    """What `handle.synthesize.remote(request)` returns."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    audio: np.ndarray  # float32 mono
-    sample_rate: int
-    segments: list[SegmentTiming]
-    time_to_first_audio_s: float
-    wall_s: float
-
-    @property
-    def real_time_factor(self) -> float:
-        return self.wall_s / max(len(self.audio) / self.sample_rate, 1e-9)
-
-
-@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment
 @serve.ingress()
 class Ingress:
     async def __init__(
@@ -75,12 +39,13 @@ class Ingress:
         generator: DeploymentHandle,
         vocoder: DeploymentHandle,
         voices: DeploymentHandle,
-        config: dict,
+        config: AppConfig,
     ):
-        self.config = AppConfig.model_validate(config)
-        self.splitter, self.generator, self.vocoder, self.voices = splitter, generator, vocoder, voices
+        self.config = config
+        self.generator, self.vocoder, self.voices = generator, vocoder, voices
         self._inflight = 0
-        self._context_frames = await vocoder.context_frames.remote()
+        context_frames = await vocoder.context_frames.remote()
+        self._steps = _RemoteSteps(splitter, generator, vocoder, self.config.engine.max_seq_len, context_frames)
         self._real_weights = all(
             [(await generator.model_card.remote())["real_weights"], (await vocoder.model_card.remote())["real_weights"]]
         )
@@ -106,51 +71,17 @@ class Ingress:
         self._inflight += 1
         started = time.perf_counter()
         first_audio, n_samples = None, 0
-        streams = []
         try:
             with replica_errors(request_id):
-                segments = await self.splitter.split.remote(
-                    request.text, request.language, request.max_tokens_per_segment, request.normalize
-                )
-                logger.info("request %s: %d segments, %d characters", request_id, len(segments), len(request.text))
-                max_seq_len = self.config.engine.max_seq_len
-                streams = [
-                    self.generator.options(stream=True).generate.remote(segment_request(request, segment, max_seq_len))
-                    for segment in segments
-                ]
-                joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-                timings: dict[int, SegmentTiming] = {}
-                for segment, frames_stream in zip(segments, streams, strict=True):
-                    spans = StreamingSpans(self._context_frames, N_CODEBOOKS)
-                    n_frames = 0
-                    async for item in frames_stream:
-                        n_frames += item.frames.shape[1]
-                        planned = [spans.push(torch.from_numpy(item.frames.astype(np.int64)))]
-                        if item.finished:
-                            planned.append(spans.flush())
-                            timings[segment.index] = SegmentTiming(
-                                index=segment.index,
-                                text=segment.text,
-                                n_frames=n_frames,
-                                stop_reason=item.stop_reason,
-                                done_s=time.perf_counter() - started,
-                            )
-                        decoded = [
-                            await self.vocoder.decode.remote(frames.numpy().astype(np.int16), a, b)
-                            for frames, a, b in (span for span in planned if span is not None)
-                        ]
-                        samples = np.concatenate(decoded) if decoded else np.zeros(0, np.float32)
-                        for index, piece, done in joiner.add(segment.index, samples, item.finished):
-                            if first_audio is None and len(piece):
-                                first_audio = time.perf_counter() - started
-                                self._ttfa.observe(first_audio)
-                            n_samples += len(piece)
-                            timing = timings.get(index) if done else None
-                            yield AudioPiece(segment_index=index, samples=piece, segment_done=done, timing=timing)
+                logger.info("request %s: %d characters", request_id, len(request.text))
+                async for piece in stream_audio(request, self._steps):
+                    if first_audio is None and len(piece.samples):
+                        first_audio = time.perf_counter() - started
+                        self._ttfa.observe(first_audio)
+                    n_samples += len(piece.samples)
+                    yield piece
         finally:
             self._inflight -= 1
-            for frames_stream in streams:  # a client gone or a failure: stop generating for it
-                frames_stream.cancel()
         wall = time.perf_counter() - started
         self._rtf.observe(wall / max(n_samples / SAMPLE_RATE, 1e-9))
         logger.info("request %s: %.2f s of audio in %.2f s", request_id, n_samples / SAMPLE_RATE, wall)
@@ -164,18 +95,7 @@ class Ingress:
 
     async def synthesize(self, request: SynthesisRequest | dict) -> SynthesisResult:
         """`handle.synthesize.remote(request)`: the whole audio, with per-segment timings."""
-        started = time.perf_counter()
-        pieces, timings, first = [], [], None
-        async for piece in self.stream(request):
-            if first is None and len(piece.samples):
-                first = time.perf_counter() - started
-            pieces.append(piece.samples)
-            timings += [piece.timing] if piece.timing else []
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        wall = time.perf_counter() - started
-        return SynthesisResult(
-            audio=audio, sample_rate=SAMPLE_RATE, segments=timings, time_to_first_audio_s=first or wall, wall_s=wall
-        )
+        return await collect(self.stream(request))
 
     # ----------------------------------------------------------------------- HTTP backend
 
@@ -187,10 +107,10 @@ class Ingress:
         except Exception:  # any replica not answering means not ready
             return False
 
-    def model_card(self) -> dict:
+    def model_card(self) -> ModelCard:
         speech = self._real_weights
         note = "" if speech else "random fallback weights are loaded: the output is noise, NOT speech"
-        return {"id": MODEL_ID, "speech": speech, "note": note}
+        return ModelCard(id=MODEL_ID, speech=speech, note=note)
 
     async def stream_audio(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[np.ndarray]:
         async for piece in self._pieces(request, request_id):
@@ -220,6 +140,37 @@ class Ingress:
     @raises_causes
     async def voice_embedding(self, id_or_name: str) -> list[float] | None:
         return await self.voices.embedding.remote(id_or_name)
+
+
+class _RemoteSteps:
+    """The graph's steps (pipeline.streaming.SynthesisSteps) on the other deployments."""
+
+    def __init__(
+        self,
+        splitter: DeploymentHandle,
+        generator: DeploymentHandle,
+        vocoder: DeploymentHandle,
+        max_seq_len: int,
+        context_frames: int,
+    ):
+        self.splitter, self.generator, self.vocoder = splitter, generator.options(stream=True), vocoder
+        self.max_seq_len, self.context_frames = max_seq_len, context_frames
+
+    async def split(self, request: SynthesisRequest) -> list[Segment]:
+        return await self.splitter.split.remote(
+            request.text, request.language, request.max_tokens_per_segment, request.normalize
+        )
+
+    async def frames(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
+        stream = self.generator.generate.remote(request)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:  # cancelled or done: a Generator stream still running stops generating
+            stream.cancel()
+
+    async def decode(self, span: CodeSpan) -> np.ndarray:
+        return await self.vocoder.decode.remote(*span)
 
 
 def _request_id() -> str:

@@ -26,7 +26,7 @@ from typing import ParamSpec, TypeVar
 from ray.exceptions import RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
 
-from deployments.http import BackendBusy
+from deployments.backend import BackendBusy
 
 __all__ = ["REPLICA_UNAVAILABLE", "cause_of", "raises_causes", "replica_errors"]
 

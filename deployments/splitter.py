@@ -9,7 +9,7 @@ from ray import serve
 from pipeline.segment import Segment, split_text
 
 
-@serve.deployment(name="TextSplitter", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+@serve.deployment
 class TextSplitter:
     async def split(self, text: str, language: str, max_tokens: int, normalize: bool = True) -> list[Segment]:
         # espeak runs in a worker thread so the replica keeps accepting requests meanwhile

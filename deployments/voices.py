@@ -8,18 +8,16 @@ import asyncio
 from ray import serve
 from ray.serve.metrics import Gauge
 
-from deployments.config import AppConfig
+from deployments.config import ModelSources
 from deployments.models import load_with_fallback
 from pipeline.speaker import SpeakerEncoder
 from pipeline.voices import VoiceNotFoundError, VoiceStore
 
 
-@serve.deployment(name="Voices", num_replicas=1, max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment
 class Voices:
-    def __init__(self, config: dict):
-        self.config = AppConfig.model_validate(config)
-        sources = self.config.sources
-        self.store = VoiceStore(self.config.voices_db)
+    def __init__(self, sources: ModelSources, voices_db: str):
+        self.store = VoiceStore(voices_db)
 
         def load(source: str) -> SpeakerEncoder:
             return SpeakerEncoder.from_pretrained(source, device=sources.device)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from pipeline.audio import FORMATS, encode_audio
-from pipeline.model import DTYPES, RANDOM_TINY
+from pipeline.loading import DTYPES, RANDOM_TINY
 from pipeline.synthesis import SynthesisRequest, Synthesizer
 
 
@@ -80,8 +80,8 @@ def synth(args: argparse.Namespace) -> None:
         result = synthesizer.synthesize(request, progress=progress)
     args.out.write_bytes(encode_audio(result.audio, result.sample_rate, fmt))
     print(
-        f"wrote {args.out} ({fmt}, {result.duration_seconds:.1f} s of audio, {len(result.segments)} segments, "
-        f"{result.wall_seconds:.1f} s wall, RTF {result.real_time_factor:.2f})",
+        f"wrote {args.out} ({fmt}, {result.duration_s:.1f} s of audio, {len(result.segments)} segments, "
+        f"{result.wall_s:.1f} s wall, RTF {result.real_time_factor:.2f})",
         file=sys.stderr,
     )
 

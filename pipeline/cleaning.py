@@ -198,7 +198,7 @@ _FOLDED_TAGS = frozenset(
 ) | frozenset(f"<{form}>" for form in ("initial", "medial", "final", "isolated"))
 # Symbols and punctuation outside Latin-1 that make espeak-ng spell out a word they touch
 # ("hello㈀world" reads "H E L L O chinese symbol W O R L D"): a space keeps them apart. Not
-# the sentence and clause marks, per mille and primes, which are read with their neighbours.
+# the sentence and clause marks; per mille and primes only where they touch a letter.
 _SPACED_KEPT = frozenset("‰‱′″‴‵‶‷")
 # Below U+2000 only these: most punctuation there belongs to a script's own words (Hebrew
 # geresh, Armenian marks written on a vowel), but Hebrew paseq and sof pasuq stand apart.
@@ -218,7 +218,7 @@ def _spaced(char: str) -> bool:
     category = unicodedata.category(char)
     return ord(char) > 0xFF and (
         category == "So"
-        or (category == "Po" and (ord(char) > 0x2000 or char in _SPACED_PO) and char not in _PAUSE_MARKS | _SPACED_KEPT)
+        or (category == "Po" and (ord(char) > 0x2000 or char in _SPACED_PO) and char not in _PAUSE_MARKS)
     )
 
 
@@ -270,8 +270,10 @@ def _space_symbols(text: str) -> str:
 
     def spaced(match: re.Match) -> str:
         start, end = match.start(), match.end()
-        before = " " if start and text[start - 1].isalnum() else ""
-        after = " " if end < len(text) and text[end].isalnum() else ""
+        # per mille and primes belong to the number before them ("5‰", "5′6″"): apart from letters only
+        touches = str.isalpha if set(match.group()) <= _SPACED_KEPT else str.isalnum
+        before = " " if start and touches(text[start - 1]) else ""
+        after = " " if end < len(text) and touches(text[end]) else ""
         return before + match.group() + after
 
     return _spaced_re().sub(spaced, text)
@@ -413,8 +415,7 @@ def _strip_line_markup(line: str) -> str:
     if heading:
         line = heading.group(1) or ""
     line = line[_BLOCK_PREFIX_RE.match(line).end() :] if line.lstrip().startswith(">") else line
-    marker = _LIST_MARKER_RE.match(line)
-    if marker:
+    while marker := _LIST_MARKER_RE.match(line):  # nested markers too: "- 1. item", "* - item"
         line = line[marker.end() :]
     line = _CODE_ELEMENT_RE.sub("", _COMMENT_RE.sub("", line))
     line = _IMAGE_RE.sub("", line)

@@ -64,7 +64,7 @@ from torch import nn
 from transformers import DacConfig, DacModel
 
 from pipeline.hub import WeightsUnavailableError
-from pipeline.model import resolve_dtype
+from pipeline.loading import resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class Codec:
         return codes.to(device=self.device, dtype=torch.long)
 
     @torch.inference_mode()
-    def decode_spans(self, spans: list[Span]) -> list[np.ndarray]:
+    def decode_spans(self, spans: list[CodeSpan]) -> list[np.ndarray]:
         """The samples of frames [a, b) of each span (codes, a, b), decoded in windows.
 
         A span's start or end may be a cut rather than the true sequence edge only where the
@@ -289,7 +289,7 @@ class Codec:
         return outputs
 
 
-Span = tuple[torch.Tensor, int, int]  # (codes [n_codebooks, L], keep from frame, keep to frame)
+CodeSpan = tuple[torch.Tensor, int, int]  # (codes [n_codebooks, L] int64, keep from frame, keep to frame)
 
 
 class StreamingSpans:
@@ -312,19 +312,20 @@ class StreamingSpans:
     def buffered_frames(self) -> int:
         return self._frames.shape[1]
 
-    def push(self, frames: torch.Tensor) -> Span | None:
-        """Add frames [n_codebooks, n] (n may be 0); the span that became final, if any."""
+    def push(self, frames: torch.Tensor, last: bool = False) -> CodeSpan | None:
+        """Add frames [n_codebooks, n] int64 (n may be 0); the span that became final, if any.
+        `last` ends the stream: the span then holds every frame not handed out yet."""
         if self._flushed:
-            raise RuntimeError("push() after flush(): the stream has ended; start a new stream")
+            raise RuntimeError("push() after flush() or a last push: the stream has ended; start a new stream")
         self._frames = torch.cat([self._frames, frames.to(self._frames.device)], dim=1)
-        return self._release(self._offset + self._frames.shape[1] - self._context)
+        self._flushed = last
+        return self._release(self._offset + self._frames.shape[1] - (0 if last else self._context))
 
-    def flush(self) -> Span | None:
+    def flush(self) -> CodeSpan | None:
         """End the stream: the span of all frames not handed out yet."""
-        self._flushed = True
-        return self._release(self._offset + self._frames.shape[1])
+        return self.push(self._frames[:, :0], last=True)
 
-    def _release(self, upto: int) -> Span | None:
+    def _release(self, upto: int) -> CodeSpan | None:
         if upto <= self._returned:
             return None
         span = (self._frames, self._returned - self._offset, upto - self._offset)
@@ -354,5 +355,5 @@ class StreamingDecoder:
         """End the stream: the samples of all frames not returned yet."""
         return self._decode(self._spans.flush())
 
-    def _decode(self, span: Span | None) -> np.ndarray:
+    def _decode(self, span: CodeSpan | None) -> np.ndarray:
         return np.empty(0, dtype=np.float32) if span is None else self._codec.decode_spans([span])[0]

@@ -2,7 +2,8 @@
 
 One file in the spirit of gpt-fast: a config dataclass, plain modules whose parameter names
 match `Zyphra/Zonos-v0.1-transformer`'s safetensors exactly, a static KV cache, and two plain
-functions, `prefill` and `decode_step`, that the engine drives.
+functions, `prefill` and `decode_step`, that the engine drives. Loading (sources, dtypes, random
+weights) lives in `pipeline.loading`.
 
 Rows of the KV cache are the batch: rows [0, R) are the rows that decode, and newly admitted
 rows are prefilled into the rows right after them. Every row has its own length, so rows of
@@ -11,21 +12,13 @@ different prefix lengths share one batch without ever attending to padding.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
-
-from pipeline.hub import resolve_files
-
-logger = logging.getLogger(__name__)
 
 N_CODEBOOKS = 9
 CODEBOOK_SIZE = 1024
@@ -35,14 +28,6 @@ VOCAB_SIZE = 1026  # codes, EOS, MASK: what the embeddings take
 HEAD_SIZE = 1025  # the heads never predict MASK
 FRAME_RATE = 44100 / 512
 MAX_FRAMES = 86 * 30  # the reference's cap: 30 s of audio per call
-
-RANDOM_TINY = "random-tiny"
-RANDOM_1B6 = "zonos-1.6b-random"
-PUBLISHED_REPO = "Zyphra/Zonos-v0.1-transformer"
-RANDOM_SEED = 1234
-CHECKPOINT_FILES = ["config.json", "model.safetensors"]
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class UnsupportedCheckpointError(ValueError):
@@ -71,7 +56,7 @@ class ZonosConfig:
         if backbone.get("ssm_cfg") or sorted(backbone.get("attn_layer_idx", [])) != list(range(n_layer)):
             raise UnsupportedCheckpointError(
                 "hybrid (Mamba2) Zonos checkpoints are not supported yet: only the transformer "
-                f"variant ({PUBLISHED_REPO}) runs in zonos-serve"
+                "variant (Zyphra/Zonos-v0.1-transformer) runs in zonos-serve"
             )
         attn = backbone["attn_cfg"]
         return cls(
@@ -84,23 +69,6 @@ class ZonosConfig:
             conditioners=tuple(raw["prefix_conditioner"]["conditioners"]),
             raw=raw,
         )
-
-    @classmethod
-    def random_tiny(cls) -> ZonosConfig:
-        """The fixture-sized config: d_model 256, 4 layers, 4 heads, 2 kv heads."""
-        return cls.from_dict(json.loads(_data_file("random-tiny-config.json")))
-
-    @classmethod
-    def published(cls) -> ZonosConfig:
-        """The 1.6B config of Zyphra/Zonos-v0.1-transformer: d 2048, 26 layers, 16/4 heads."""
-        raw = json.loads(_data_file("random-tiny-config.json"))
-        raw["backbone"].update(d_model=2048, n_layer=26, attn_mlp_d_intermediate=8192, attn_layer_idx=list(range(26)))
-        raw["backbone"]["attn_cfg"].update(num_heads=16, num_heads_kv=4, rotary_emb_dim=128)
-        return cls.from_dict(raw)
-
-
-def _data_file(name: str) -> str:
-    return resources.files("pipeline").joinpath("data", name).read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- prefix conditioning
@@ -344,71 +312,3 @@ def decode_step(model: ZonosModel, cache: KVCache, frames: torch.Tensor, positio
         model.embed_frames(frames)[:, None], cache, slice(0, n_rows), positions[:, None], mask[:, None, None]
     )
     return hidden[:, 0]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def resolve_dtype(
-    dtype: str | torch.dtype, device: str | torch.device = "cpu", cuda_default: torch.dtype = torch.bfloat16
-) -> torch.dtype:
-    """A dtype name, or "auto": `cuda_default` on CUDA (the fast path), float32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return cuda_default if torch.device(device).type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
-def _finish(model: ZonosModel, device, dtype: torch.dtype) -> ZonosModel:
-    """Cast to the serving dtype; the prefix conditioner stays fp32 (tiny, and run once per request)."""
-    model = model.to(device=device, dtype=dtype)
-    model.prefix_conditioner.float()
-    return model.eval().requires_grad_(False)
-
-
-def random_model(config: ZonosConfig, seed: int = RANDOM_SEED) -> ZonosModel:
-    """Randomly initialised weights from a fixed seed: runs offline, outputs noise (never speech)."""
-    generator = torch.Generator().manual_seed(seed)
-    model = ZonosModel(config)
-    for name, tensor in model.state_dict().items():
-        owner = model.get_submodule(name.rsplit(".", 1)[0])
-        if isinstance(owner, nn.LayerNorm):
-            tensor.fill_(1.0 if name.endswith("weight") else 0.0)
-        elif isinstance(owner, FourierConditioner) and name.endswith(".weight"):
-            tensor.normal_(0.0, 1.0, generator=generator)  # frequencies, as the reference initialises them
-        else:
-            tensor.normal_(0.0, 0.02, generator=generator)
-    return model
-
-
-def from_pretrained(source: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto") -> ZonosModel:
-    """Load from a local directory, a Hugging Face repo id, `random-tiny` or `zonos-1.6b-random`.
-
-    dtype "auto" is bfloat16 on CUDA and float32 elsewhere."""
-    dtype = resolve_dtype(dtype, device)
-    if source in (RANDOM_TINY, RANDOM_1B6):
-        logger.warning(
-            "model %r has RANDOM weights: it outputs noise, not speech. Pass %s or a local "
-            "checkpoint directory for real speech.",
-            source,
-            PUBLISHED_REPO,
-        )
-        config = ZonosConfig.random_tiny() if source == RANDOM_TINY else ZonosConfig.published()
-        return _finish(random_model(config), device, dtype)
-    files = resolve_files(source, CHECKPOINT_FILES)
-    config = ZonosConfig.from_dict(json.loads(files["config.json"].read_text()))
-    with torch.device("meta"):
-        model = ZonosModel(config)
-    state = load_file(str(files["model.safetensors"]), device=str(device))
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise UnsupportedCheckpointError(
-            f"{source}: model.safetensors does not match config.json: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    model.load_state_dict(state, assign=True)
-    return _finish(model, device, dtype)

@@ -1,4 +1,4 @@
-"""Split a long text into segments the model can speak in one call, and bucket them for batching.
+"""Split a long text into segments the model can speak in one call.
 
 Zonos speaks at most 30 s per call, so a long text is cut into segments whose phoneme-id count
 stays under a limit: at sentence ends first, then at clause punctuation, then between words and,
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipeline.cleaning import clean_text
 from pipeline.text import NothingToSpeakError, check_language, has_speech, phonemize, tokenize
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MIN_MAX_TOKENS", "TINY_TOKENS", "Segment", "bucket_segments", "split_text"]
+__all__ = ["DEFAULT_MAX_TOKENS", "MIN_MAX_TOKENS", "TINY_TOKENS", "Segment", "split_text"]
 
 # Phoneme ids are IPA characters, stress marks, spaces and punctuation included. Normal English
 # speech runs at about 15-20 of them per second ("Hello, how are you today?" is 30 ids, about
@@ -387,66 +387,3 @@ def split_text(
             Segment(index=index, text=text[start:end], start=start, end=end, n_tokens=len(ids), phoneme_ids=ids)
         )
     return segments
-
-
-# --- bucketing -------------------------------------------------------------------------------
-
-
-def _length_order(segment: Segment) -> tuple[int, int]:
-    return segment.n_tokens, segment.index
-
-
-def _gap(segment: Segment, bucket: list[Segment]) -> int:
-    """How far the segment's length lies outside the (sorted) bucket's range of lengths."""
-    return max(bucket[0].n_tokens - segment.n_tokens, segment.n_tokens - bucket[-1].n_tokens, 0)
-
-
-def bucket_segments(segments: Sequence[Segment], max_bucket_size: int = 16) -> list[list[Segment]]:
-    """Group segments of similar length so a batch wastes little on padding (IndexTTS infer_fast).
-
-    Segments are sorted by n_tokens; a new bucket starts when one reaches 1.5x the current
-    bucket's median length or the bucket holds max_bucket_size. Single-segment buckets then join
-    the open bucket nearest in length, else each other, so that no bucket has one segment unless
-    there is only one (or max_bucket_size is 1, or it is 2 and the count is odd). Each bucket is
-    sorted by length; segments keep their text-order `index` for the caller to reorder by.
-    """
-    if max_bucket_size < 1:
-        raise ValueError(f"max_bucket_size must be at least 1, got {max_bucket_size}")
-    buckets: list[list[Segment]] = []
-    for segment in sorted(segments, key=_length_order):
-        current = buckets[-1] if buckets else None
-        if (
-            current is None
-            or len(current) >= max_bucket_size
-            or 2 * segment.n_tokens >= 3 * current[len(current) // 2].n_tokens
-        ):
-            buckets.append([segment])
-        else:
-            current.append(segment)
-    if max_bucket_size == 1:
-        return buckets
-    return _merge_single_buckets(buckets, max_bucket_size)
-
-
-def _merge_single_buckets(buckets: list[list[Segment]], max_bucket_size: int) -> list[list[Segment]]:
-    """Move lone segments into buckets with room, nearest length first; group the rest evenly."""
-    merged = [bucket for bucket in buckets if len(bucket) > 1]
-    leftovers = []
-    for segment in (bucket[0] for bucket in buckets if len(bucket) == 1):
-        open_buckets = [bucket for bucket in merged if len(bucket) < max_bucket_size]
-        if open_buckets:
-            nearest = min(open_buckets, key=lambda bucket: _gap(segment, bucket))
-            nearest.append(segment)
-            nearest.sort(key=_length_order)
-        else:
-            leftovers.append(segment)
-    if len(leftovers) == 1 and merged and max_bucket_size > 2:
-        # Every bucket is full: the nearest gives up its member closest in length (it keeps >= 2).
-        (single,) = leftovers
-        donor = min(merged, key=lambda bucket: _gap(single, bucket))
-        closest_first = abs(donor[0].n_tokens - single.n_tokens) <= abs(donor[-1].n_tokens - single.n_tokens)
-        leftovers.append(donor.pop(0 if closest_first else -1))
-    leftovers.sort(key=_length_order)
-    groups = -(-len(leftovers) // max_bucket_size)
-    merged += [leftovers[g * len(leftovers) // groups : (g + 1) * len(leftovers) // groups] for g in range(groups)]
-    return sorted(merged, key=lambda bucket: _length_order(bucket[0]))

@@ -25,7 +25,7 @@ import torchaudio
 from torch import nn
 
 from pipeline.hub import WeightsUnavailableError, resolve_files
-from pipeline.model import RANDOM_TINY
+from pipeline.loading import RANDOM_TINY
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ def test_concurrent_callers_get_the_reference_tokens(async_engine, golden):
     for index, (codes, reason) in enumerate(asyncio.run(main())):
         assert torch.equal(codes, new_reference_codes(golden, index))
         assert reason == ("eos" if CASES[index]["eos_emitted"] else "length")
-    assert async_engine.engine.stats.prefill_padding >= 0 and async_engine.engine.stats.frames > 0
+    stats = async_engine.stats()
+    assert stats.prefill_padding >= 0 and stats.frames > 0
 
 
 def test_a_failing_item_fails_alone(async_engine, golden):
@@ -62,22 +63,18 @@ def test_an_abandoned_stream_frees_its_rows(async_engine):
         return False
 
     assert asyncio.run(main())
-    assert async_engine.engine.runner.used_rows == 0
+    assert async_engine.stats().used_rows == 0
 
 
-def test_submit_shortest_first_queues_by_length_and_answers_in_the_given_order(async_engine, golden):
-    by_length = sorted(range(len(CASES)), key=lambda i: len(CASES[i]["text"]))
+def test_a_batch_answers_each_id_with_its_own_request(async_engine, golden):
     requests = [case_request(case) for case in CASES]
 
     async def main():
-        ids = async_engine.submit_shortest_first(requests)
-        results = await asyncio.gather(*(_frames(async_engine, request_id) for request_id in ids))
-        return ids, results
+        ids = async_engine.submit(requests)
+        return await asyncio.gather(*(_frames(async_engine, request_id) for request_id in ids))
 
-    ids, results = asyncio.run(main())
-    for index, codes in enumerate(results):  # each id streams its own request's tokens
+    for index, codes in enumerate(asyncio.run(main())):
         assert torch.equal(codes, new_reference_codes(golden, index))
-    assert [ids.index(request_id) for request_id in sorted(ids, key=lambda i: int(i[1:]))] == by_length
 
 
 async def _frames(engine: AsyncEngine, request_id: str) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Every Serve config in the repository and the cluster files around them (cluster/).
 
 Each Serve config (serve_config.yaml, cluster/serve-gpu.yaml, the RayService's serveConfigV2) is
-checked with Ray Serve's own schema and its `args` with the app's AppConfig; the GPU configs
-against the cluster layouts that run them (custom resources, GPU capacity, volumes). Fast: no
-Ray instance is started.
+checked with Ray Serve's own schema, its `args` with the app's AppConfig (which holds each
+deployment's Serve options) and by building the app from it; the GPU configs against the cluster
+layouts that run them (custom resources, GPU capacity, volumes). Fast: no Ray instance is started.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray import cloudpickle
+from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.config import AppConfig, BatchSettings
+from deployments.app import build_app
+from deployments.config import AppConfig, DeploymentOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"
@@ -34,7 +37,15 @@ GPU_CONFIGS = (GPU_CONFIG, RAYSERVICE_CONFIG)
 
 APP_NAME = "zonos-tts"
 IMPORT_PATH = "deployments.app:build_app"
-DEPLOYMENT_NAMES = {"Ingress", "TextSplitter", "Generator", "Vocoder", "Voices"}
+# AppConfig field -> the deployment's name in Serve
+DEPLOYMENTS = {
+    "ingress": "Ingress",
+    "splitter": "TextSplitter",
+    "generator": "Generator",
+    "vocoder": "Vocoder",
+    "voices": "Voices",
+}
+DEPLOYMENT_NAMES = set(DEPLOYMENTS.values())
 RAY_MINOR = "2.60"
 SKIP_DIRS = {".git", ".venv", "node_modules", "build", "dist", "out"}
 
@@ -83,15 +94,25 @@ def the_app(config: dict) -> dict:
     return app
 
 
-def deployments_of(config: dict) -> dict[str, dict]:
-    return {d["name"]: d for d in the_app(config).get("deployments", [])}
+def app_config(config: dict) -> AppConfig:
+    return AppConfig.model_validate(the_app(config).get("args", {}))
 
 
-def replica_bounds(deployment: dict) -> tuple[int, int]:
-    if "autoscaling_config" in deployment:
-        scaling = deployment["autoscaling_config"]
+def deployments_of(config: dict) -> dict[str, DeploymentOptions]:
+    """Each deployment's Serve options, by AppConfig field: the config's over the defaults."""
+    app = app_config(config)
+    return {field: getattr(app, field) for field in DEPLOYMENTS}
+
+
+def actor_options(options: DeploymentOptions) -> dict:
+    return options.ray_actor_options or {}
+
+
+def replica_bounds(options: DeploymentOptions) -> tuple[int, int]:
+    if options.autoscaling_config is not None:
+        scaling = options.autoscaling_config
         return scaling.get("min_replicas", 1), scaling.get("max_replicas", 1)
-    return deployment.get("num_replicas", 1), deployment.get("num_replicas", 1)
+    return options.num_replicas or 1, options.num_replicas or 1
 
 
 def kuberay_resources(group: dict) -> dict[str, float]:
@@ -130,22 +151,29 @@ def test_app_args_are_a_valid_app_config(name):
     app = the_app(SERVE_CONFIGS[name])
     assert app["import_path"] == IMPORT_PATH
     assert app["route_prefix"] == "/"
-    AppConfig.model_validate(app.get("args", {}))
+    app_config(SERVE_CONFIGS[name])
+
+
+def serve_decorators(name: str) -> list[tuple[ast.AST, list[ast.keyword]]]:
+    """(decorated node, keyword names) of every `@serve.<name>` or `@serve.<name>(...)` in
+    deployments/, read from the source (no Ray)."""
+    found = []
+    for path in (ROOT / "deployments").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for decorator in getattr(node, "decorator_list", []):
+                call = decorator if isinstance(decorator, ast.Call) else None
+                target = call.func if call else decorator
+                if isinstance(target, ast.Attribute) and target.attr == name:
+                    found.append((node, call.keywords if call else []))
+    return found
 
 
 def deployment_names_in_source() -> set[str]:
-    """Names of the @serve.deployment classes in deployments/, read from the source (no Ray)."""
+    """Names of the @serve.deployment classes in deployments/."""
     names = set()
-    for path in (ROOT / "deployments").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            for decorator in node.decorator_list:
-                call = decorator if isinstance(decorator, ast.Call) else None
-                target = call.func if call else decorator
-                if isinstance(target, ast.Attribute) and target.attr == "deployment":
-                    explicit = [k.value.value for k in (call.keywords if call else []) if k.arg == "name"]
-                    names.add(explicit[0] if explicit else node.name)
+    for node, keywords in serve_decorators("deployment"):
+        explicit = [k.value.value for k in keywords if k.arg == "name"]
+        names.add(explicit[0] if explicit else node.name)
     return names
 
 
@@ -153,54 +181,102 @@ def test_the_app_has_the_expected_deployments():
     assert deployment_names_in_source() == DEPLOYMENT_NAMES
 
 
+def test_the_code_carries_no_serve_options():
+    """Deployment options come from AppConfig through build_app, batch settings through
+    `reconfigure`: a literal in a decorator would be a second, dead or conflicting, default."""
+    for node, keywords in serve_decorators("deployment") + serve_decorators("batch"):
+        assert {k.arg for k in keywords} <= {"name"}, f"{node.name}: {[k.arg for k in keywords]}"
+
+
 @pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
-def test_deployments_named_exist_in_the_app(name):
-    listed = [d["name"] for d in the_app(SERVE_CONFIGS[name]).get("deployments", [])]
-    assert len(listed) == len(set(listed)), "a deployment is listed twice"
-    assert set(listed) <= DEPLOYMENT_NAMES, set(listed) - DEPLOYMENT_NAMES
+def test_deployment_options_live_in_args_only(name):
+    """No Serve `deployments:` list: it would override `args` (see serve_config.yaml)."""
+    assert "deployments" not in the_app(SERVE_CONFIGS[name])
+
+
+def built_deployments(app: Application) -> dict:
+    """A built app's deployments by name: the ingress and those bound to it (no Ray needed)."""
+    ingress = app._bound_deployment
+    bound = [arg._bound_deployment for arg in ingress.init_args if isinstance(arg, Application)]
+    return {deployment.name: deployment for deployment in [ingress, *bound]}
+
+
+@pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
+def test_the_built_app_has_the_configs_options(name):
+    """build_app applies each deployment's options from `args` (Serve checks their values here),
+    and the batched deployments get their batch settings as `user_config`."""
+    config = app_config(SERVE_CONFIGS[name])
+    built = built_deployments(build_app(the_app(SERVE_CONFIGS[name]).get("args", {})))
+    assert set(built) == DEPLOYMENT_NAMES
+    for field, deployment_name in DEPLOYMENTS.items():
+        deployment = built[deployment_name]
+        for key, expected in getattr(config, field).serve_options().items():
+            if key == "ray_actor_options":
+                actual = deployment.ray_actor_options
+            elif key == "autoscaling_config":
+                actual = deployment._deployment_config.autoscaling_config.model_dump(include=set(expected))
+            else:
+                actual = getattr(deployment._deployment_config, key)
+            assert actual == expected, (deployment_name, key)
+    assert built["Generator"].user_config == config.generator_batch.model_dump()
+    assert built["Vocoder"].user_config == config.vocoder_batch.model_dump()
+
+
+def test_each_deployment_is_bound_the_config_objects_it_uses():
+    """Validated objects, not dicts; Serve pickles them to the replicas."""
+    args = the_app(load(MAIN_CONFIG))["args"]
+    config = AppConfig.model_validate(args)
+    built = built_deployments(build_app(args))
+    expected = {
+        "TextSplitter": (),
+        "Generator": (config.sources, config.engine),
+        "Vocoder": (config.sources,),
+        "Voices": (config.sources, config.voices_db),
+    }
+    for name, bound in expected.items():
+        assert built[name].init_args == bound, name
+    assert built["Ingress"].init_args[-1] == config
+    for bound in [*expected.values(), config]:
+        assert cloudpickle.loads(cloudpickle.dumps(bound)) == bound
 
 
 @pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
 def test_batching_settings_fit(name):
-    """user_config is what reconfigure() validates; a batch never exceeds max_ongoing_requests."""
-    for deployment_name in ("Generator", "Vocoder"):
-        deployment = deployments_of(SERVE_CONFIGS[name]).get(deployment_name, {})
-        if "user_config" not in deployment:
-            continue
-        settings = BatchSettings.model_validate(deployment["user_config"])
-        assert deployment.get("max_ongoing_requests", 5) >= settings.max_batch_size, deployment_name
+    """A batch never exceeds max_ongoing_requests."""
+    config = app_config(SERVE_CONFIGS[name])
+    for options, batch in ((config.generator, config.generator_batch), (config.vocoder, config.vocoder_batch)):
+        assert options.max_ongoing_requests >= batch.max_batch_size
 
 
 @pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
 def test_ingress_scales_to_at_least_half_the_generators(name):
     deployments = deployments_of(SERVE_CONFIGS[name])
-    ingress = replica_bounds(deployments.get("Ingress", {}))
-    generator = replica_bounds(deployments.get("Generator", {}))
+    ingress = replica_bounds(deployments["ingress"])
+    generator = replica_bounds(deployments["generator"])
     assert 2 * ingress[0] >= generator[0] and 2 * ingress[1] >= generator[1], (ingress, generator)
 
 
 @pytest.mark.parametrize("name", sorted(SERVE_CONFIGS))
 def test_one_voices_replica_owns_the_library(name):
-    voices = deployments_of(SERVE_CONFIGS[name]).get("Voices", {})
-    assert "autoscaling_config" not in voices
-    assert voices.get("num_replicas", 1) == 1
-    assert voices.get("max_surge_percent", 0) == 0, "a second replica would wait for the first's slot"
+    voices = deployments_of(SERVE_CONFIGS[name])["voices"]
+    assert voices.autoscaling_config is None
+    assert voices.num_replicas == 1
+    assert (voices.max_surge_percent or 0) == 0, "a second replica would wait for the first's slot"
 
 
 def test_main_config_runs_anywhere_with_the_explicit_fallback():
-    app = the_app(load(MAIN_CONFIG))
-    sources = app["args"]["sources"]
-    assert sources["fallback"] == "random-tiny"
-    assert sources["device"] == "cpu"
-    for deployment in app.get("deployments", []):
-        assert not deployment.get("ray_actor_options", {}).get("num_gpus"), deployment["name"]
+    config = app_config(load(MAIN_CONFIG))
+    assert config.sources.fallback == "random-tiny"
+    assert config.sources.device == "cpu"
+    for field, options in deployments_of(load(MAIN_CONFIG)).items():
+        assert not actor_options(options).get("num_gpus"), field
 
 
 @pytest.mark.parametrize("name", GPU_CONFIGS)
 def test_gpu_configs_have_no_fallback(name):
     args = the_app(SERVE_CONFIGS[name])["args"]
     assert "fallback" not in args["sources"]
-    config = AppConfig.model_validate(args)
+    config = app_config(SERVE_CONFIGS[name])
     assert config.sources.fallback is None
     assert config.sources.device.startswith("cuda")
     assert config.sources.dtype == "bfloat16"
@@ -210,13 +286,13 @@ def test_gpu_configs_have_no_fallback(name):
 @pytest.mark.parametrize("name", GPU_CONFIGS)
 def test_gpu_placement(name):
     deployments = deployments_of(SERVE_CONFIGS[name])
-    options = {n: d.get("ray_actor_options", {}) for n, d in deployments.items()}
-    assert options["Generator"]["num_gpus"] == 1, "one Generator per GPU"
-    assert 0 < options["Vocoder"]["num_gpus"] < 1, "Vocoders share GPUs"
-    assert 0 < options["Voices"]["num_gpus"] < 1, "Voices loads the speaker encoder on sources.device"
-    for cpu_only in ("Ingress", "TextSplitter"):
+    options = {field: actor_options(d) for field, d in deployments.items()}
+    assert options["generator"]["num_gpus"] == 1, "one Generator per GPU"
+    assert 0 < options["vocoder"]["num_gpus"] < 1, "Vocoders share GPUs"
+    assert 0 < options["voices"]["num_gpus"] < 1, "Voices loads the speaker encoder on sources.device"
+    for cpu_only in ("ingress", "splitter"):
         assert not options[cpu_only].get("num_gpus"), cpu_only
-    for gpu_user in ("Generator", "Vocoder", "Voices"):
+    for gpu_user in ("generator", "vocoder", "voices"):
         assert options[gpu_user].get("resources"), f"{gpu_user} is not pinned to a node group"
 
 
@@ -278,7 +354,7 @@ def test_rayservice_can_place_every_replica_at_full_scale():
     deployments = deployments_of(SERVE_CONFIGS[RAYSERVICE_CONFIG])
     demand: dict[str, dict[str, float]] = {}
     for name, deployment in deployments.items():
-        options = deployment.get("ray_actor_options", {})
+        options = actor_options(deployment)
         custom = options.get("resources", {})
         if not custom:
             continue
@@ -299,16 +375,16 @@ def test_rayservice_can_place_every_replica_at_full_scale():
             have = group["maxReplicas"] * per_pod.get(resource, 0)
             assert amount <= have + 1e-9, f"{group_name}: {resource} {amount} needed, {have} at most"
     # a whole-GPU replica (Generator) needs a pod per replica: its group must allow them all
-    generator = deployments["Generator"]
-    (lm_group,) = groups_declaring(next(iter(generator["ray_actor_options"]["resources"])))
+    generator = deployments["generator"]
+    (lm_group,) = groups_declaring(next(iter(actor_options(generator)["resources"])))
     assert lm_group["maxReplicas"] >= replica_bounds(generator)[1]
     assert lm_group["minReplicas"] >= replica_bounds(generator)[0]
 
 
 def test_voices_runs_where_its_volume_is_mounted():
     config = SERVE_CONFIGS[RAYSERVICE_CONFIG]
-    voices_dir = posixpath.dirname(AppConfig.model_validate(the_app(config)["args"]).voices_db)
-    resource = next(iter(deployments_of(config)["Voices"]["ray_actor_options"]["resources"]))
+    voices_dir = posixpath.dirname(app_config(config).voices_db)
+    resource = next(iter(actor_options(deployments_of(config)["voices"])["resources"]))
     (group,) = groups_declaring(resource)
     assert group["maxReplicas"] == 1, "one pod holds the ReadWriteOnce voice-library volume"
     (container,) = group["template"]["spec"]["containers"]

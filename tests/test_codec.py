@@ -16,6 +16,7 @@ from pipeline.codec import (
     PUBLISHED_REPO,
     SAMPLE_RATE,
     Codec,
+    StreamingSpans,
     random_model,
     random_tiny_config,
     receptive_field,
@@ -183,6 +184,17 @@ def test_streaming_equals_the_whole_decode_for_any_split(tiny, stream):
     pieces.append(decoder.flush())
     assert all(piece.dtype == np.float32 for piece in pieces)
     assert np.abs(np.concatenate(pieces) - whole(tiny, codes)).max() < TOLERANCE
+
+
+def test_a_last_push_gives_in_one_span_what_a_push_and_a_flush_give(tiny):
+    codes = random_codes(30)
+    at_once, in_two = (StreamingSpans(tiny.context_frames, tiny.n_codebooks) for _ in range(2))
+    assert at_once.push(codes[:, :20])[1:] == in_two.push(codes[:, :20])[1:]
+    last = at_once.push(codes[:, 20:], last=True)
+    decoded_last, *decoded_two = tiny.decode_spans([last, in_two.push(codes[:, 20:]), in_two.flush()])
+    assert np.abs(decoded_last - np.concatenate(decoded_two)).max() < TOLERANCE
+    with pytest.raises(RuntimeError, match="after flush"):
+        at_once.push(codes[:, :1])
 
 
 def test_stream_ends_at_flush(tiny):

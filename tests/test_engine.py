@@ -10,7 +10,8 @@ from pipeline.engine import EngineConfig, GenerationRequest, SamplingParams, Zon
 from pipeline.engine import runner as runner_module
 from pipeline.engine.cuda_graphs import BucketedDecodeStep
 from pipeline.engine.sampler import apply_repetition_penalty
-from pipeline.engine.scheduler import Scheduler, Sequence
+from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.model import decode_step
 
 NEAR_TIE = 1e-4
 
@@ -100,16 +101,22 @@ def test_a_request_joining_mid_flight_gets_its_solo_tokens(engine, golden):
     assert_matches_reference(torch.cat(collected["late"], dim=1), golden, 2)
 
 
+class EagerBucketedStep(BucketedDecodeStep):
+    """The CUDA-graph path's static shapes (padded rows, rounded span), run eagerly: no graph, no GPU."""
+
+    def _replay(self, frames, positions, span):
+        return decode_step(self.model, self.cache, frames, positions, span)
+
+
 @pytest.fixture
 def bucketed_engine(engine):
-    """The CUDA-graph path's static shapes (padded rows, rounded span), run eagerly on the CPU."""
     bucketed = ZonosEngine(engine.model, EngineConfig(max_rows=24, max_seq_len=512))
-    bucketed.runner.graphs = BucketedDecodeStep(engine.model, bucketed.runner.cache, span_bucket=16, capture=False)
+    bucketed.runner.graphs = EagerBucketedStep(engine.model, bucketed.runner.cache, span_bucket=16)
     return bucketed
 
 
 def test_bucketed_decode_shapes(engine):
-    step = BucketedDecodeStep(engine.model, engine.model.make_cache(24, 40), span_bucket=16, capture=False)
+    step = EagerBucketedStep(engine.model, engine.model.make_cache(24, 40), span_bucket=16)
     assert [step.buckets(n, 1)[0] for n in (1, 2, 3, 5, 9, 13, 17, 24)] == [1, 2, 4, 8, 12, 16, 24, 24]
     assert [step.buckets(1, span)[1] for span in (1, 16, 17, 33, 40)] == [16, 16, 32, 40, 40]
 
@@ -149,14 +156,14 @@ def test_finished_rows_leave_the_decode_batch(engine, monkeypatch):
     assert rows_per_step[0] == 4  # two guided requests: 2 rows each
     assert rows_per_step[-1] == 2  # the short one left
     assert len(rows_per_step) == 30 + 7  # the long one's steps; the short one's ended early
-    assert engine.runner.used_rows == 0
+    assert engine.stats().used_rows == 0
 
 
 def test_cfg_scale_one_runs_without_unconditional_rows(engine):
     engine.add_request(case_request(CASES[0], cfg_scale=1.0, max_new_tokens=3), "unguided")
     engine.add_request(case_request(CASES[0], cfg_scale=2.0, max_new_tokens=3), "guided")
     engine.step()
-    assert engine.runner.used_rows == 3
+    assert engine.stats().used_rows == 3
     while engine.has_unfinished():
         engine.step()
 
@@ -217,7 +224,7 @@ def test_abort_frees_rows(engine):
     engine.step()
     assert engine.abort("doomed") and engine.abort("waiting")
     assert not engine.abort("unknown")
-    assert engine.runner.used_rows == 0 and not engine.has_unfinished()
+    assert engine.stats().used_rows == 0 and not engine.has_unfinished()
 
 
 def test_request_over_cache_capacity_is_refused_with_reason(engine):
@@ -250,12 +257,55 @@ def test_generation_request_defaults_are_the_reference_s():
     )  # fmt: skip
 
 
+def _state(name: str, n_phonemes: int = 2, priority: int = 0) -> RequestState:
+    ids = [0] * n_phonemes
+    return RequestState(name, GenerationRequest(text="-", phoneme_ids=ids, priority=priority), ids, seed=0)
+
+
+def _admitted(scheduler: Scheduler) -> list[str]:
+    return [state.request_id for state in scheduler.schedule().prefill]
+
+
 def test_lower_priority_is_admitted_first_and_equal_ones_in_arrival_order():
     scheduler = Scheduler(max_rows=4, max_prefill_tokens=10_000)
     for name, priority in (("a", 1), ("b", 1), ("c", 0), ("d", 0)):
-        request = GenerationRequest(text="-", phoneme_ids=[0, 1], priority=priority)
-        scheduler.add(Sequence(name, request, [0, 1], seed=0))
-    assert scheduler.remove_waiting("d").request_id == "d"
-    admitted = [seq.request_id for seq in scheduler.admit(used_rows=0)]
-    assert admitted == ["c", "a"]  # guided: two rows each, four rows free
-    assert [seq.request_id for seq in scheduler.admit(used_rows=2)] == ["b"]
+        scheduler.add(_state(name, priority=priority))
+    assert scheduler.abort("d")
+    assert _admitted(scheduler) == ["c", "a"]  # guided: two rows each, four rows free
+    assert _admitted(scheduler) == []
+    assert scheduler.abort("c")  # its rows come free
+    assert _admitted(scheduler) == ["b"]
+
+
+def test_requests_arriving_together_prefill_shortest_first_and_never_overtake_earlier_ones():
+    scheduler = Scheduler(max_rows=2, max_prefill_tokens=10_000)  # room for one guided request
+    scheduler.add(_state("first", n_phonemes=50))
+    assert _admitted(scheduler) == ["first"]
+    for name, n_phonemes in (("long", 40), ("short", 5), ("middle", 20)):
+        scheduler.add(_state(name, n_phonemes))
+    assert _admitted(scheduler) == []  # a step passes: "tiny" arrives after it
+    scheduler.add(_state("tiny", n_phonemes=2))
+    order = []
+    while scheduler.has_unfinished():
+        scheduler.abort(scheduler.running[0].request_id)
+        order += _admitted(scheduler)
+    assert order == ["short", "middle", "long", "tiny"]
+
+
+def test_closing_a_stream_aborts_its_requests(engine):
+    stream = engine.stream([case_request(CASES[0]), case_request(CASES[1])])
+    next(stream)
+    stream.close()
+    assert not engine.has_unfinished() and engine.stats().used_rows == 0
+
+
+def test_drive_yields_every_request_and_stops_when_told(engine):
+    engine.add_request(case_request(CASES[0], max_new_tokens=3), "a")
+    engine.add_request(case_request(CASES[1], max_new_tokens=3), "b")
+    finished = [chunk.request_id for chunk in engine.drive() if chunk.finished]
+    assert sorted(finished) == ["a", "b"]
+    engine.add_request(case_request(CASES[0]), "c")
+    steps, before = iter([True, True, False]), engine.stats().steps
+    assert list(engine.drive(between_steps=lambda: next(steps))) == []  # no frame completes in two steps
+    assert engine.stats().steps == before + 2
+    assert not engine.has_unfinished()  # "c" was aborted

@@ -11,15 +11,8 @@ from conftest import CASES, DATA, case_request, reference_delayed, warm_hub_cach
 from pipeline.engine import ZonosEngine
 from pipeline.engine.runner import conditioning_values, guide
 from pipeline.hub import WeightsUnavailableError
-from pipeline.model import (
-    UnsupportedCheckpointError,
-    ZonosConfig,
-    ZonosModel,
-    decode_step,
-    from_pretrained,
-    prefill,
-    resolve_dtype,
-)
+from pipeline.loading import RANDOM_1B6, RANDOM_SHAPES, RANDOM_TINY, config_json, from_pretrained, resolve_dtype
+from pipeline.model import UnsupportedCheckpointError, ZonosConfig, ZonosModel, decode_step, prefill
 from pipeline.text import tokenize
 
 
@@ -36,7 +29,11 @@ def test_published_config_matches_checkpoint_layout_on_meta_device():
     shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
     assert shapes == layout["tensors"]
     assert sum(t.numel() for t in model.state_dict().values()) == layout["n_elements"]
-    assert ZonosConfig.published().raw["backbone"] == layout["config"]["backbone"]
+    assert config_json(RANDOM_SHAPES[RANDOM_1B6]) == layout["config"]
+
+
+def test_random_tiny_is_the_fixture_checkpoint_s_config():
+    assert config_json(RANDOM_SHAPES[RANDOM_TINY]) == json.loads((DATA / "config.json").read_text())
 
 
 def test_hybrid_checkpoint_is_refused_clearly():

@@ -39,13 +39,11 @@ def _serve_config(http_port: int, voices_db: Path) -> dict:
     """serve_config.yaml with test sources and a Generator that autoscales quickly, one per 'accelerator'."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": http_port}
-    app = config["applications"][0]
-    app["args"] = {
-        "sources": {"model": str(DATA), "codec": "random-tiny", "speaker": "random-tiny"},
-        "engine": {"max_rows": 16, "max_seq_len": 1024},
-        "voices_db": str(voices_db),
-    }
-    generator = next(d for d in app["deployments"] if d["name"] == "Generator")
+    args = config["applications"][0]["args"]
+    args["sources"] = {"model": str(DATA), "codec": "random-tiny", "speaker": "random-tiny"}
+    args["engine"] = {"max_rows": 16, "max_seq_len": 1024}
+    args["voices_db"] = str(voices_db)
+    generator = args["generator"]
     generator["ray_actor_options"] = {"num_cpus": 0.5, "resources": {"accelerator": 1}}
     generator["autoscaling_config"] = {
         "min_replicas": 1,

@@ -62,7 +62,7 @@ def test_every_module_imports():
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert not report["failed"], "\n".join(f"{name}:\n{error}" for name, error in report["failed"].items())
-    assert {"pipeline.text", "pipeline.speaker", "deployments.ingress", "deployments.http"} <= set(report["imported"])
+    assert {"pipeline.text", "pipeline.speaker", "deployments.ingress", "deployments.api"} <= set(report["imported"])
 
 
 def test_binary_coupled_packages_are_pinned_exactly():

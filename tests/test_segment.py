@@ -1,4 +1,4 @@
-"""Text segmentation: where texts are cut, true id counts under the limit, nothing lost; bucketing."""
+"""Text segmentation: where texts are cut, true id counts under the limit, nothing lost."""
 
 import random
 import unicodedata
@@ -14,7 +14,6 @@ from pipeline.segment import (
     MIN_MAX_TOKENS,
     TINY_TOKENS,
     Segment,
-    bucket_segments,
     split_text,
 )
 from pipeline.text import NothingToSpeakError, UnsupportedLanguageError, has_speech, phonemize, text_to_ids, tokenize
@@ -354,63 +353,3 @@ def test_default_limit_on_long_english_text():
     text = long_text(random.Random(7), 20_000)
     segments = split_text(text)
     assert max(segment.n_tokens for segment in segments) <= DEFAULT_MAX_TOKENS
-    assert sorted(s for bucket in bucket_segments(segments) for s in texts(bucket)) == sorted(texts(segments))
-
-
-# --- bucketing -------------------------------------------------------------------------------
-
-
-def segments_of_lengths(lengths: list[int]) -> list[Segment]:
-    return [
-        Segment(index=i, text="x", start=i, end=i + 1, n_tokens=n, phoneme_ids=[0] * n) for i, n in enumerate(lengths)
-    ]
-
-
-def lengths_of(buckets: list[list[Segment]]) -> list[list[int]]:
-    return [[segment.n_tokens for segment in bucket] for bucket in buckets]
-
-
-def test_buckets_group_similar_lengths():
-    assert lengths_of(bucket_segments(segments_of_lengths([31, 10, 12, 30, 11, 100]))) == [[10, 11, 12], [30, 31, 100]]
-
-
-def test_new_bucket_at_one_and_a_half_times_the_median():
-    # Measured from the median, not the shortest: 20 < 1.5 * 14 joins the bucket that 10 opened.
-    assert lengths_of(bucket_segments(segments_of_lengths([10, 14, 14, 20, 20]))) == [[10, 14, 14, 20, 20]]
-    assert lengths_of(bucket_segments(segments_of_lengths([20, 20, 29, 30, 30]))) == [[20, 20, 29], [30, 30]]
-
-
-def test_full_bucket_starts_a_new_one():
-    assert lengths_of(bucket_segments(segments_of_lengths([50] * 20), max_bucket_size=16)) == [[50] * 16, [50] * 4]
-
-
-def test_lone_segments_are_merged():
-    assert lengths_of(bucket_segments(segments_of_lengths([10, 100]))) == [[10, 100]]
-    full = bucket_segments(segments_of_lengths([10, 10, 10, 100]), max_bucket_size=3)
-    assert sorted(lengths_of(full)) == [[10, 10], [10, 100]]
-    assert lengths_of(bucket_segments(segments_of_lengths([7]))) == [[7]]
-    assert bucket_segments([]) == []
-
-
-def test_bucket_size_must_be_positive():
-    with pytest.raises(ValueError, match="max_bucket_size"):
-        bucket_segments(segments_of_lengths([10]), max_bucket_size=0)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(2, 400), max_size=80), st.integers(1, 20))
-def test_bucketing_invariants(lengths, max_bucket_size):
-    segments = segments_of_lengths(lengths)
-    buckets = bucket_segments(segments, max_bucket_size)
-    flat = [segment for bucket in buckets for segment in bucket]
-    assert sorted(segment.index for segment in flat) == list(range(len(segments)))
-    assert all(segment == segments[segment.index] for segment in flat)  # indices keep the text order
-    assert all(1 <= len(bucket) <= max_bucket_size for bucket in buckets)
-    assert all(bucket == sorted(bucket, key=lambda s: (s.n_tokens, s.index)) for bucket in buckets)
-    singles = sum(len(bucket) == 1 for bucket in buckets)
-    if max_bucket_size == 1:
-        assert singles == len(segments)
-    elif max_bucket_size == 2:
-        assert singles == (len(segments) % 2 if len(segments) > 1 else len(segments))
-    else:
-        assert singles == (1 if len(segments) == 1 else 0)

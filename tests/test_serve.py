@@ -205,11 +205,14 @@ def test_nothing_to_speak_is_a_4xx_naming_the_field(server, path, body, param):
 
 
 def test_a_replicas_error_reaches_the_client_as_its_own_message(server):
-    """The issue's example: the splitter's refusal crosses Ray and comes back as its message alone."""
-    body = {"text": "⣿", "max_tokens_per_segment": 16, "stream": False}
-    response = requests.post(f"{server}/v1/tts", json=body, timeout=60)
-    assert 400 <= response.status_code < 500, response.text
-    _assert_clean_error(response)
+    """The splitter's refusal crosses Ray and comes back as its message alone (the issue's example,
+    "⣿", is now cleaned away as Braille; "⨌" alone reads as more ids than 16 and is refused)."""
+    for text in ("⣿", "⨌"):
+        body = {"text": text, "max_tokens_per_segment": 16, "stream": False}
+        response = requests.post(f"{server}/v1/tts", json=body, timeout=60)
+        assert 400 <= response.status_code < 500, response.text
+        _assert_clean_error(response)
+    assert "alone reads as" in response.json()["error"]["message"]
     clip = {"file": ("clip.m4a", b"GIF89a" + bytes(200), "audio/mp4")}
     response = requests.post(f"{server}/v1/voices", files=clip, data={"name": "gif"}, timeout=60)
     assert response.status_code == 422, response.text
@@ -219,7 +222,7 @@ def test_a_replicas_error_reaches_the_client_as_its_own_message(server):
 def test_ray_wrappers_come_off_in_one_place(server):
     """replica_errors(): a remote exception (nested any depth) is raised as itself; Ray's own
     failures (a dead actor) become BackendBusy with a fixed message."""
-    from deployments.http import BackendBusy
+    from deployments.backend import BackendBusy
     from deployments.ray_errors import REPLICA_UNAVAILABLE, replica_errors
 
     @ray.remote

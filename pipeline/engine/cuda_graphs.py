@@ -22,16 +22,15 @@ WARMUP_STEPS = 2  # eager runs before recording: lazy library initialisation mus
 
 
 class BucketedDecodeStep:
-    """`decode_step` at (rows, span) buckets; `capture=False` runs the same padded shapes eagerly."""
+    """`decode_step` at (rows, span) buckets, each replayed from a CUDA graph recorded on first use."""
 
-    def __init__(self, model: ZonosModel, cache: KVCache, span_bucket: int = 256, capture: bool = True):
+    def __init__(self, model: ZonosModel, cache: KVCache, span_bucket: int = 256):
         self.model, self.cache = model, cache
         self.span_bucket = span_bucket
-        self.capture = capture
         self.row_buckets = [b for b in ROW_BUCKETS if b < cache.max_rows] + [cache.max_rows]
         self.inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # rows -> static frames, positions
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self.pool = torch.cuda.graph_pool_handle() if capture else None  # one memory pool for all graphs
+        self.pool = None  # one memory pool for all graphs, made at the first recording
 
     def buckets(self, n_rows: int, span: int) -> tuple[int, int]:
         rows = next(b for b in self.row_buckets if b >= n_rows)
@@ -52,17 +51,22 @@ class BucketedDecodeStep:
         static_frames[n_rows:] = 0
         static_positions[:n_rows] = positions
         static_positions[n_rows:] = 0
-        if not self.capture:
-            return decode_step(self.model, self.cache, static_frames, static_positions, span)[:n_rows]
-        if (rows, span) not in self.graphs:
-            self.graphs[rows, span] = self._record(static_frames, static_positions, span)
-        graph, hidden = self.graphs[rows, span]
+        return self._replay(static_frames, static_positions, span)[:n_rows]
+
+    def _replay(self, frames: torch.Tensor, positions: torch.Tensor, span: int) -> torch.Tensor:
+        """Run the (rows, span) bucket's graph on its static inputs; its static hidden states [rows, d]."""
+        key = frames.shape[0], span
+        if key not in self.graphs:
+            self.graphs[key] = self._record(frames, positions, span)
+        graph, hidden = self.graphs[key]
         graph.replay()
-        return hidden[:n_rows]
+        return hidden
 
     def _record(self, frames: torch.Tensor, positions: torch.Tensor, span: int):
         """Warm up on a side stream, then record. The warm-up runs take this step's own inputs, so
         the K/V they write are the ones the replay writes anyway."""
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):

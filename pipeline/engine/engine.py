@@ -1,26 +1,32 @@
 """ZonosEngine: continuous batching of Zonos generation over a static KV cache.
 
-`add_request` queues work, `step` admits waiting requests into free cache rows (prefill) and
-advances every running request by one frame (decode), returning the frames that became
-complete. Requests join and leave between steps. `generate` and `stream` are simple fronts
-that drive the engine for one list of requests.
+Three roles, as in vLLM's v1 engine, and two messages between them. Each `step`:
+
+    scheduled = scheduler.schedule()            # SchedulerOutput: who is admitted, who decodes, row moves
+    output = runner.execute(scheduled)          # RunnerOutput: each request's complete frame, stop state
+    chunks = scheduler.update(scheduled, output)  # FrameChunks; finished requests leave
+
+`add_request` queues work and `abort` drops it; requests join and leave between steps. `drive`
+is THE loop that steps the engine for a consumer; `stream` and `generate` (and AsyncEngine's
+thread) run on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.request import FrameChunk, GenerationRequest, GenerationResult
 from pipeline.engine.runner import ModelRunner
-from pipeline.engine.scheduler import Scheduler, Sequence
-from pipeline.model import N_CODEBOOKS, ZonosModel, from_pretrained
+from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.loading import from_pretrained
+from pipeline.model import ZonosModel
 from pipeline.text import text_to_ids
 
 
@@ -42,12 +48,13 @@ class EngineConfig(BaseModel):
 
 @dataclass
 class EngineStats:
-    """Running totals, for metrics: a reader takes differences between two looks."""
+    """Running totals, for metrics (a reader takes differences between two looks), and the rows in use now."""
 
-    steps: int = 0
-    frames: int = 0
+    steps: int = 0  # decode steps
+    frames: int = 0  # complete frames handed out
     prefill_tokens: int = 0  # real conditioning + prefix tokens prefilled
     prefill_padding: int = 0  # padding positions computed alongside them
+    used_rows: int = 0  # KV-cache rows held by running requests, now
 
 
 class ZonosEngine:
@@ -59,75 +66,105 @@ class ZonosEngine:
         )
         self.scheduler = Scheduler(config.max_rows, config.max_prefill_tokens)
         self._ids = itertools.count()
-        self.stats = EngineStats()
+        self._stats = EngineStats()
 
     @classmethod
     def from_pretrained(cls, source: str, device: str = "cpu", dtype: str = "auto", **config) -> ZonosEngine:
-        """Load the model (see `pipeline.model.from_pretrained`); `config` holds EngineConfig fields."""
+        """Load the model (see `pipeline.loading.from_pretrained`); `config` holds EngineConfig fields."""
         return cls(from_pretrained(source, device=device, dtype=dtype), EngineConfig(**config))
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the running totals (a copy: safe to read from another thread)."""
+        return dataclasses.replace(self._stats, used_rows=self.scheduler.rows.used)
 
     # ----------------------------------------------------------------------- continuous batching
 
     def add_request(self, request: GenerationRequest, request_id: str | None = None) -> str:
-        """Queue a request (phonemised here); it joins the running batch at a later `step`."""
+        """Queue a request (phonemised here); it joins the running batch at a later `step`; its id.
+
+        Raises ValueError when it cannot fit in a cache row (max_seq_len), naming the numbers."""
         phoneme_ids = request.phoneme_ids or text_to_ids(request.text, request.language)
         seed = request.seed if request.seed is not None else secrets.randbits(63)
-        seq = Sequence(request_id or f"req-{next(self._ids)}", request, phoneme_ids, seed)
-        if seq.max_len > self.config.max_seq_len:
+        state = RequestState(request_id or f"req-{next(self._ids)}", request, phoneme_ids, seed)
+        if state.max_len > self.config.max_seq_len:
             raise ValueError(
-                f"max_new_tokens={request.max_new_tokens} does not fit: this request needs {seq.max_len} cache "
-                f"positions (conditioning {seq.prefix_len} + prefix {request.n_prefix_frames} + frames + 9) and the "
-                f"engine has {self.config.max_seq_len}; lower max_new_tokens or shorten the text"
+                f"max_new_tokens={request.max_new_tokens} does not fit: this request needs {state.max_len} cache "
+                f"positions (conditioning {state.n_conditioning} + prefix {request.n_prefix_frames} + frames + 9) "
+                f"and the engine has {self.config.max_seq_len}; lower max_new_tokens or shorten the text"
             )
-        self.scheduler.add(seq)
-        return seq.request_id
+        self.scheduler.add(state)
+        return state.request_id
 
     def abort(self, request_id: str) -> bool:
         """Drop a waiting or running request; True if it was found."""
-        if self.scheduler.remove_waiting(request_id):
-            return True
-        for seq in self.runner.sequences:
-            if seq.request_id == request_id:
-                self.runner.release(seq)
-                return True
-        return False
+        return self.scheduler.abort(request_id)
 
     def has_unfinished(self) -> bool:
-        return bool(self.scheduler.waiting or self.runner.sequences)
+        return self.scheduler.has_unfinished()
 
     def step(self) -> list[FrameChunk]:
-        """Admit what fits, decode one frame for every running request; the complete frames per request."""
-        admitted = self.scheduler.admit(self.runner.used_rows)
-        if admitted:
-            real, padded = self.runner.prefill(admitted)
-            self.stats.prefill_tokens += real
-            self.stats.prefill_padding += padded - real
-        if not self.runner.sequences:
+        """Admit what fits, decode one frame for every running request; the chunks of complete frames."""
+        scheduled = self.scheduler.schedule()
+        if not scheduled.running:
             return []
-        report = self.runner.decode()
-        emits = (report.remaining > 0) & (report.frame_index >= 0)
-        self.stats.steps += 1
-        self.stats.frames += int(emits.sum())
-        done = report.remaining <= 1
-        chunks = []
-        for i in np.flatnonzero(emits | done):
-            seq = report.sequences[i]
-            frames = torch.from_numpy(report.frames[i : i + 1].T.copy() if emits[i] else _NO_FRAMES)
-            reason = ("eos" if report.stopping[i] else "length") if done[i] else None
-            chunks.append(FrameChunk(seq.request_id, frames, bool(done[i]), reason))
-            if done[i]:
-                self.runner.release(seq)
+        output = self.runner.execute(scheduled)
+        chunks = self.scheduler.update(scheduled, output)
+        self._stats.steps += 1
+        self._stats.frames += sum(chunk.frames.shape[1] for chunk in chunks)
+        self._stats.prefill_tokens += scheduled.prefill_tokens
+        self._stats.prefill_padding += scheduled.prefill_padding
         return chunks
 
-    # ----------------------------------------------------------------------- simple fronts
+    # ----------------------------------------------------------------------- the drive loop
+
+    def drive(
+        self, request_ids: Collection[str] | None = None, between_steps: Callable[[], bool] | None = None
+    ) -> Iterator[FrameChunk]:
+        """THE loop that steps the engine for a consumer: yields FrameChunks as frames complete.
+
+        request_ids: the requests this consumer owns, already added. Only their chunks are yielded
+            (others' are dropped: drive the engine from one place), and the loop ends once each has
+            yielded its finished chunk. None: every request's chunks, until nothing is unfinished.
+        between_steps: called before every step, e.g. to add or abort requests; returning False
+            ends the loop.
+
+        Leaving early (the consumer closes the generator or stops iterating it, `between_steps`
+        returns False, or a step raises) aborts the owned requests that have not finished, so their
+        rows stop decoding at once; with request_ids=None that is every unfinished request. A step's
+        exception propagates to the consumer after that clean-up.
+        """
+        pending = None if request_ids is None else set(request_ids)
+        try:
+            while self.has_unfinished() and (pending is None or pending):
+                if between_steps is not None and not between_steps():
+                    return
+                for chunk in self.step():
+                    if pending is not None:
+                        if chunk.request_id not in pending:
+                            continue
+                        if chunk.finished:
+                            pending.discard(chunk.request_id)
+                    yield chunk
+        finally:
+            for request_id in self.scheduler.unfinished_ids() if pending is None else pending:
+                self.abort(request_id)
 
     def stream(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, FrameChunk]]:
-        """Run `requests` to completion, yielding (index in `requests`, chunk) as frames complete."""
-        index = {self.add_request(request): i for i, request in enumerate(requests)}
-        while self.has_unfinished():
-            for chunk in self.step():
-                if chunk.request_id in index:
-                    yield index[chunk.request_id], chunk
+        """Run `requests` to completion, yielding (index in `requests`, chunk) as frames complete.
+
+        Closing the iterator early aborts the requests still running. Raises ValueError (and
+        queues none of them) when one does not fit."""
+        ids: list[str] = []
+        try:
+            for request in requests:
+                ids.append(self.add_request(request))
+        except ValueError:
+            for request_id in ids:
+                self.abort(request_id)
+            raise
+        index = {request_id: i for i, request_id in enumerate(ids)}
+        for chunk in self.drive(ids):
+            yield index[chunk.request_id], chunk
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Generate all `requests` in one batch; results in the same order."""
@@ -138,6 +175,3 @@ class ZonosEngine:
             if chunk.finished:
                 results[i] = GenerationResult(chunk.request_id, torch.cat(frames[i], dim=1), chunk.stop_reason)
         return results
-
-
-_NO_FRAMES = np.zeros((N_CODEBOOKS, 0), dtype=np.int64)

@@ -54,7 +54,7 @@ class Controls(BaseModel):
     @classmethod
     def _text_not_blank(cls, text: str) -> str:
         if not text.strip():
-            raise ValueError("text is blank")
+            raise ValueError("text is blank: there is nothing to speak")
         return text
 
     @field_validator("language")

@@ -1,31 +1,42 @@
-"""Runs the model for the scheduled rows: prefill of new rows, batched decode of all running rows.
+"""Runs what the scheduler says: row moves, prefill of admitted requests, one decode step for all.
 
 Device state, per request slot: the delayed code layout (UNKNOWN where a sample is still due),
-the remaining loop steps and the stopping flag of the reference's EOS rule. A decode step is
+the loop steps left and the stopping flag of the stop rule (see `delay`). A decode step is
 vectorised over all running requests and ends with ONE device->host copy: the newly complete
-frame, `remaining` and `stopping` of every row.
+frame, the loop steps left and the stopping flag of every request.
 
-KV-cache rows are kept contiguous (rows [0, R) are live) so the decode step attends over a
-plain slice of the cache: when a request leaves, the last live row moves into its place.
+The runner never decides who runs or where: the scheduler assigns slots and cache rows
+(rows [0, R) are live, so the decode step attends over a plain slice of the cache).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from pipeline.engine.cuda_graphs import BucketedDecodeStep
+from pipeline.engine.delay import (
+    UNKNOWN,
+    apply_stop_rule,
+    completed_positions,
+    delayed_layout,
+    fed_position,
+    first_sampled,
+    forbid_late_eos,
+    loop_steps,
+)
 from pipeline.engine.request import DEFAULT_EMOTION, GenerationRequest
 from pipeline.engine.sampler import SamplingBatch, sample
-from pipeline.engine.scheduler import Sequence
 from pipeline.model import EOS_TOKEN, MASK_TOKEN, N_CODEBOOKS, ZonosModel, decode_step, prefill
 from pipeline.text import language_id
 
-UNKNOWN = -1  # a delayed entry whose sample is still due
-STOP_COUNTDOWN = 9  # loop steps left once codebook 0 samples EOS (the reference's rule)
+if TYPE_CHECKING:
+    from pipeline.engine.rows import RowMove
+    from pipeline.engine.scheduler import RequestState, SchedulerOutput
 
 
 def conditioning_values(request: GenerationRequest, conditional: bool) -> dict[str, torch.Tensor | None]:
@@ -46,18 +57,6 @@ def conditioning_values(request: GenerationRequest, conditional: bool) -> dict[s
     return values
 
 
-def delayed_layout(request: GenerationRequest) -> torch.Tensor:
-    """[9, P + max_new + 9]: codebook k shifted right by k+1, MASK ramp/tail, prefix codes, UNKNOWN elsewhere."""
-    n_prefix, n_frames = request.n_prefix_frames, request.n_prefix_frames + request.max_new_tokens
-    codes = torch.full((N_CODEBOOKS, n_frames), UNKNOWN, dtype=torch.long)
-    if n_prefix:
-        codes[:, :n_prefix] = torch.tensor(request.audio_prefix_codes)
-    delayed = torch.full((N_CODEBOOKS, n_frames + N_CODEBOOKS), MASK_TOKEN, dtype=torch.long)
-    for k in range(N_CODEBOOKS):
-        delayed[k, k + 1 : k + 1 + n_frames] = codes[k]
-    return delayed
-
-
 def guide(hidden: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tensor, cfg_scale: torch.Tensor):
     """Classifier-free guidance per request, on final hidden states [rows, d] -> fp32 [requests, d].
 
@@ -69,39 +68,43 @@ def guide(hidden: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tens
 
 
 @dataclass
-class StepReport:
-    """What one decode step produced, per running request (same order as `sequences`)."""
+class RunnerOutput:
+    """What one decode step produced, per request of `SchedulerOutput.running` (same order)."""
 
-    sequences: list[Sequence]
-    frames: np.ndarray  # [n, 9] the frame that became complete (codes >= 1024 read as 0)
-    remaining: np.ndarray  # [n] loop steps left; the request is done at 1 (the last step writes nothing used)
-    stopping: np.ndarray  # [n] codebook 0 has sampled EOS
-    frame_index: np.ndarray  # [n] index of that frame among the NEW frames (negative: a prefix frame or none yet)
+    frames: np.ndarray  # [n, 9] int64: the frame completed this step (codes >= 1024 read as 0; junk if none yet)
+    remaining: np.ndarray  # [n] int64: loop steps left after this step
+    stopping: np.ndarray  # [n] bool: codebook 0 has sampled EOS
 
 
 class _ActiveBatch:
     """Index tensors for the running requests, rebuilt only when a request joins or leaves."""
 
-    def __init__(self, sequences: list[Sequence], row_owner: list[Sequence], device):
-        index_of = {id(seq): i for i, seq in enumerate(sequences)}
-
+    def __init__(self, running: list[RequestState], device):
         def tensor(values, dtype=torch.long):
             return torch.tensor(values, dtype=dtype, device=device)
 
-        self.slots = tensor([seq.slot for seq in sequences])
-        self.row_request = tensor([index_of[id(owner)] for owner in row_owner])
-        self.cond_rows = tensor([seq.rows[0] for seq in sequences])
-        self.uncond_rows = tensor([seq.rows[-1] for seq in sequences])
-        self.cfg_scale = tensor([seq.request.cfg_scale for seq in sequences], torch.float32)
-        self.offsets = tensor([seq.offset for seq in sequences])
-        self.host_offsets = np.array([seq.offset for seq in sequences])
-        self.n_prefix_frames = np.array([seq.request.n_prefix_frames for seq in sequences])
-        positions = [owner.position for owner in row_owner]
+        n_rows = sum(len(state.rows) for state in running)
+        row_request, positions = [0] * n_rows, [0] * n_rows
+        for index, state in enumerate(running):
+            for row in state.rows:
+                row_request[row], positions[row] = index, state.position
+        self.slots = tensor([state.slot for state in running])
+        self.row_request = tensor(row_request)
+        self.cond_rows = tensor([state.rows[0] for state in running])
+        self.uncond_rows = tensor([state.rows[-1] for state in running])
+        self.cfg_scale = tensor([state.request.cfg_scale for state in running], torch.float32)
+        self.offsets = tensor([state.offset for state in running])
         self.positions = tensor(positions)
         self.span = max(positions) + 1  # cache positions any row attends to, after this step's write
         self.sampling = SamplingBatch.from_params(
-            [s.request.sampling for s in sequences], [s.seed for s in sequences], device
+            [state.request.sampling for state in running], [state.seed for state in running], device
         )
+
+    def advance(self) -> None:
+        """Every request moves on by one delayed position (no host synchronisation)."""
+        self.offsets += 1
+        self.positions += 1
+        self.span += 1
 
 
 class ModelRunner:
@@ -118,58 +121,65 @@ class ModelRunner:
         self.remaining = torch.zeros(max_rows, dtype=torch.long, device=self.device)
         self.stopping = torch.zeros(max_rows, dtype=torch.bool, device=self.device)
         self.codebooks = torch.arange(N_CODEBOOKS, device=self.device)
-        self.free_slots = list(range(max_rows - 1, -1, -1))
-        self.sequences: list[Sequence] = []  # running requests, in the order decode() reports them
-        self.row_owner: list[Sequence] = []  # cache row -> its request
         self._batch: _ActiveBatch | None = None
 
-    @property
-    def used_rows(self) -> int:
-        return len(self.row_owner)
+    def execute(self, scheduled: SchedulerOutput) -> RunnerOutput:
+        """Run one scheduled step: move rows, prefill the admitted requests, decode every running one."""
+        self._move_rows(scheduled.row_moves)
+        if scheduled.prefill:
+            self.prefill(scheduled.prefill)
+        if scheduled.batch_changed or self._batch is None:
+            self._batch = _ActiveBatch(scheduled.running, self.device)
+        return self.decode()
 
-    # ----------------------------------------------------------------------- joining
+    def _move_rows(self, moves: list[RowMove]) -> None:
+        for move in moves:
+            self.cache.move_row(move.src, move.dst, move.length)
+
+    # ----------------------------------------------------------------------- prefill
 
     @torch.inference_mode()
-    def prefill(self, seqs: list[Sequence]) -> tuple[int, int]:
-        """Admit requests: conditioning + prefix frames into fresh cache rows, then the first sample.
-
-        Returns (real tokens, tokens computed with padding) of the padded prefill batch."""
-        model, device = self.model, self.device
-        inputs = []
-        for seq in seqs:
-            seq.slot = self.free_slots.pop()
-            layout = delayed_layout(seq.request)
-            self.delayed[seq.slot].fill_(MASK_TOKEN)
-            self.delayed[seq.slot, :, : layout.shape[1]] = layout.to(device)
-            n_prefix = seq.request.n_prefix_frames
-            frames = model.embed_frames(self.delayed[seq.slot, :, : n_prefix + 1].T)
-            ids = torch.tensor(seq.phoneme_ids, device=device)
-            for conditional in (True, False)[: seq.n_rows]:
-                cond = model.prefix_conditioner(ids, _to(conditioning_values(seq.request, conditional), device))
-                inputs.append(torch.cat([cond.to(model.dtype), frames]))
-                seq.rows.append(len(self.row_owner))
-                self.row_owner.append(seq)
-        first_row = seqs[0].rows[0]
-        lengths = torch.tensor([len(x) for x in inputs], device=device)
-        hidden = prefill(model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
+    def prefill(self, states: list[RequestState]) -> None:
+        """Conditioning + prefix frames into the requests' fresh cache rows, then their first sample."""
+        for state in states:
+            self._place(state)
+        inputs = [row for state in states for row in self._prefill_inputs(state)]  # in cache-row order
+        first_row = states[0].rows[0]
+        lengths = torch.tensor([len(x) for x in inputs], device=self.device)
+        hidden = prefill(self.model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
 
         def batch_rows(which: int) -> torch.Tensor:  # cache rows -> rows of this prefill batch
-            return torch.tensor([seq.rows[which] - first_row for seq in seqs], device=device)
+            return torch.tensor([state.rows[which] - first_row for state in states], device=self.device)
 
-        cfg = torch.tensor([seq.request.cfg_scale for seq in seqs], device=device)
-        guided = model.codebook_logits(guide(hidden, batch_rows(0), batch_rows(-1), cfg))
-        slots = torch.tensor([seq.slot for seq in seqs], device=device)
-        offsets = torch.tensor([seq.request.n_prefix_frames + 1 for seq in seqs], device=device)
-        sampling = SamplingBatch.from_params([s.request.sampling for s in seqs], [s.seed for s in seqs], device)
-        self._write(slots, offsets, sample(guided, sampling, offsets))
-        self.remaining[slots] = torch.tensor([s.request.max_new_tokens + 8 for s in seqs], device=device)
-        self.stopping[slots] = False
-        for seq in seqs:
-            seq.offset = seq.request.n_prefix_frames + 2
-        self._sync_offsets()
-        self.sequences += seqs
-        self._batch = None
-        return int(lengths.sum()), len(inputs) * int(lengths.max())
+        cfg = torch.tensor([state.request.cfg_scale for state in states], device=self.device)
+        logits = self.model.codebook_logits(guide(hidden, batch_rows(0), batch_rows(-1), cfg))
+        self._first_sample(states, logits)
+
+    def _place(self, state: RequestState) -> None:
+        """The request's delayed layout into its slot; its stop state reset."""
+        layout = delayed_layout(state.request.audio_prefix_codes, state.request.max_new_tokens)
+        self.delayed[state.slot].fill_(MASK_TOKEN)
+        self.delayed[state.slot, :, : layout.shape[1]] = layout.to(self.device)
+        self.remaining[state.slot] = loop_steps(state.request.max_new_tokens)
+        self.stopping[state.slot] = False
+
+    def _prefill_inputs(self, state: RequestState) -> list[torch.Tensor]:
+        """One [C + P + 1, d] input per cache row: conditioning, then delayed positions 0..P embedded."""
+        model = self.model
+        n_fed = first_sampled(state.request.n_prefix_frames)
+        frames = model.embed_frames(self.delayed[state.slot, :, :n_fed].T)
+        ids = torch.tensor(state.phoneme_ids, device=self.device)
+        inputs = []
+        for conditional in (True, False)[: state.n_rows]:
+            values = _to(conditioning_values(state.request, conditional), self.device)
+            inputs.append(torch.cat([model.prefix_conditioner(ids, values).to(model.dtype), frames]))
+        return inputs
+
+    def _first_sample(self, states: list[RequestState], logits: torch.Tensor) -> None:
+        slots = torch.tensor([state.slot for state in states], device=self.device)
+        offsets = torch.tensor([first_sampled(state.request.n_prefix_frames) for state in states], device=self.device)
+        params, seeds = [state.request.sampling for state in states], [state.seed for state in states]
+        self._write(slots, offsets, sample(logits, SamplingBatch.from_params(params, seeds, self.device), offsets))
 
     def _write(self, slots: torch.Tensor, offsets: torch.Tensor, tokens: torch.Tensor) -> None:
         """Write samples [n, 9] at delayed position `offsets`, only into entries still UNKNOWN."""
@@ -177,82 +187,51 @@ class ModelRunner:
         current = self.delayed[index]
         self.delayed[index] = torch.where(current == UNKNOWN, tokens, current)
 
-    # ----------------------------------------------------------------------- decoding
+    # ----------------------------------------------------------------------- decode
 
     @torch.inference_mode()
-    def decode(self) -> StepReport:
-        """One step for every running request; reports each one's newly complete frame and stop state."""
-        if self._batch is None:
-            self._batch = _ActiveBatch(self.sequences, self.row_owner, self.device)
+    def decode(self) -> RunnerOutput:
+        """One step for every request of the current batch: sample, apply the stop rule, report."""
         batch = self._batch
-        slots, offsets, k = batch.slots, batch.offsets, self.codebooks
-
-        frames = self.delayed[slots[:, None], k, (offsets - 1)[:, None]]
-        if self.graphs is None:
-            hidden = decode_step(self.model, self.cache, frames[batch.row_request], batch.positions, batch.span)
-        else:
-            hidden = self.graphs(frames[batch.row_request], batch.positions, batch.span)
-        guided = self.model.codebook_logits(guide(hidden, batch.cond_rows, batch.uncond_rows, batch.cfg_scale))
-        guided[:, 1:, EOS_TOKEN] = float("-inf")  # only codebook 0 may end the utterance
-
-        window = batch.sampling.max_window
-        recent_pos = offsets[:, None] - window + torch.arange(window, device=self.device)
-        valid = (recent_pos >= 0) & (recent_pos >= offsets[:, None] - batch.sampling.window[:, None])
-        recent = self.delayed[slots[:, None, None], k[None, :, None], recent_pos.clamp(min=0)[:, None, :]]
-        tokens = sample(guided, batch.sampling, offsets, recent, valid[:, None, :].expand_as(recent))
-
-        # The reference's stop rule: EOS on codebook 0 leaves 9 steps; each later step writes MASK
-        # below and EOS at codebook (9 - remaining), so every codebook ends on the same frame.
-        eos = tokens[:, 0] == EOS_TOKEN
-        remaining = torch.where(eos, self.remaining[slots].clamp(max=STOP_COUNTDOWN), self.remaining[slots])
-        stopping = self.stopping[slots] | eos
-        eos_codebook = (STOP_COUNTDOWN - remaining).clamp(max=N_CODEBOOKS - 1)[:, None]
-        tokens = torch.where(stopping[:, None] & (k < eos_codebook), MASK_TOKEN, tokens)
-        tokens = torch.where(stopping[:, None] & (k == eos_codebook), EOS_TOKEN, tokens)
-        self._write(slots, offsets, tokens)
-        remaining = remaining - 1
-        self.remaining[slots], self.stopping[slots] = remaining, stopping
-
-        # Frame offset-9 is now complete: codebook k of it sits at delayed position offset-8+k.
-        complete = self.delayed[slots[:, None], k, (offsets[:, None] - 8 + k).clamp(min=0)]
-        complete = complete.masked_fill(complete >= EOS_TOKEN, 0)
-        report = torch.cat([complete, remaining[:, None], stopping[:, None].long()], dim=1).cpu().numpy()
-        written = batch.host_offsets.copy()
-        batch.offsets += 1
-        batch.host_offsets += 1
-        batch.positions += 1
-        batch.span += 1
-        return StepReport(  # the copy above is the step's one host synchronisation
-            sequences=list(self.sequences),
+        fed = self.delayed[batch.slots[:, None], self.codebooks, fed_position(batch.offsets)[:, None]]
+        hidden = self._forward(fed[batch.row_request], batch)
+        guided = guide(hidden, batch.cond_rows, batch.uncond_rows, batch.cfg_scale)
+        logits = forbid_late_eos(self.model.codebook_logits(guided))
+        tokens = self._sample(logits, batch)
+        tokens, remaining, stopping = apply_stop_rule(tokens, self.remaining[batch.slots], self.stopping[batch.slots])
+        self._write(batch.slots, batch.offsets, tokens)
+        self.remaining[batch.slots], self.stopping[batch.slots] = remaining, stopping
+        completed = self._completed_frames(batch)
+        batch.advance()
+        # The step's one host synchronisation.
+        report = torch.cat([completed, remaining[:, None], stopping[:, None].long()], dim=1).cpu().numpy()
+        return RunnerOutput(
             frames=report[:, :N_CODEBOOKS],
             remaining=report[:, N_CODEBOOKS],
             stopping=report[:, N_CODEBOOKS + 1].astype(bool),
-            frame_index=written - 9 - batch.n_prefix_frames,
         )
 
-    # ----------------------------------------------------------------------- leaving
+    def _forward(self, frames: torch.Tensor, batch: _ActiveBatch) -> torch.Tensor:
+        """Delayed frames [rows, 9] -> final hidden states [rows, d], from a CUDA graph where recorded."""
+        if self.graphs is None:
+            return decode_step(self.model, self.cache, frames, batch.positions, batch.span)
+        return self.graphs(frames, batch.positions, batch.span)
 
-    def release(self, seq: Sequence) -> None:
-        """Free a request's slot and cache rows; the last live rows move into the gaps."""
-        self._sync_offsets()
-        self.sequences.remove(seq)
-        self.free_slots.append(seq.slot)
-        for row in sorted(seq.rows, reverse=True):
-            last = len(self.row_owner) - 1
-            if row != last:
-                owner = self.row_owner[last]
-                self.cache.move_row(last, row, owner.max_len)  # the positions it can use, not the whole row
-                owner.rows[owner.rows.index(last)] = row
-                self.row_owner[row] = owner
-            self.row_owner.pop()
-        seq.rows.clear()
-        self._batch = None
+    def _sample(self, logits: torch.Tensor, batch: _ActiveBatch) -> torch.Tensor:
+        """Tokens [n, 9], with the repetition penalty over each request's recent delayed positions."""
+        offsets, window = batch.offsets, batch.sampling.max_window
+        recent_pos = offsets[:, None] - window + torch.arange(window, device=self.device)
+        valid = (recent_pos >= 0) & (recent_pos >= offsets[:, None] - batch.sampling.window[:, None])
+        recent = self.delayed[
+            batch.slots[:, None, None], self.codebooks[None, :, None], recent_pos.clamp(min=0)[:, None, :]
+        ]
+        return sample(logits, batch.sampling, offsets, recent, valid[:, None, :].expand_as(recent))
 
-    def _sync_offsets(self) -> None:
-        """Bring the host offsets of the running requests up to date before the batch is rebuilt."""
-        if self._batch is not None:
-            for seq, offset in zip(self.sequences, self._batch.host_offsets.tolist(), strict=True):
-                seq.offset = offset
+    def _completed_frames(self, batch: _ActiveBatch) -> torch.Tensor:
+        """[n, 9] the frame each request completed this step, codes >= 1024 (EOS, MASK) read as 0."""
+        positions = completed_positions(batch.offsets, self.codebooks).clamp(min=0)
+        complete = self.delayed[batch.slots[:, None], self.codebooks, positions]
+        return complete.masked_fill(complete >= EOS_TOKEN, 0)
 
 
 def _to(values: dict[str, torch.Tensor | None], device) -> dict[str, torch.Tensor | None]:

@@ -1,4 +1,10 @@
-"""Which requests run: a priority queue (FIFO within a priority) admitted into free KV-cache rows between steps."""
+"""Who runs: admission into free KV-cache rows, and who finishes after each step.
+
+The scheduler owns the requests' host state (`RequestState`) and the cache capacity
+(`CacheRows`). Each step it says what to run (`SchedulerOutput`); after the runner ran it, it
+reads the step's results (`RunnerOutput`), advances every request, turns complete frames into
+`FrameChunk`s and releases the requests that finished.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,21 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from pipeline.engine.request import GenerationRequest
+import numpy as np
+import torch
 
-N_SCALAR_CONDITIONERS = 6  # speaker, emotion, fmax, pitch_std, speaking_rate, language_id: one token each
+from pipeline.engine import delay
+from pipeline.engine.request import FrameChunk, GenerationRequest
+from pipeline.engine.rows import CacheRows, RowMove
+from pipeline.engine.runner import RunnerOutput
+from pipeline.model import N_CODEBOOKS
 
-
-def cache_positions(n_phoneme_ids: int, n_prefix_frames: int, max_new_tokens: int) -> int:
-    """KV-cache positions a request can use: conditioning tokens + every delayed position it feeds."""
-    return n_phoneme_ids + N_SCALAR_CONDITIONERS + n_prefix_frames + max_new_tokens + 9
+_NO_FRAMES = np.zeros((N_CODEBOOKS, 0), dtype=np.int64)
 
 
 @dataclass(eq=False)
-class Sequence:
-    """The host-side state of one request from admission to its last frame."""
+class RequestState:
+    """The host-side state of one request from arrival to its last frame."""
 
     request_id: str
     request: GenerationRequest
@@ -26,68 +34,136 @@ class Sequence:
     seed: int
     slot: int = -1  # row of the runner's per-request device state
     rows: list[int] = field(default_factory=list)  # KV-cache rows: conditional, then unconditional if guided
-    offset: int = 0  # delayed position the next sample is written to
-    stopping: bool = False
+    offset: int = 0  # delayed position the next decode step samples
 
     @property
     def n_rows(self) -> int:
         return 2 if self.request.uses_guidance else 1
 
     @property
-    def prefix_len(self) -> int:
-        """Conditioning tokens: one per phoneme id, one per other conditioner."""
-        return len(self.phoneme_ids) + N_SCALAR_CONDITIONERS
+    def n_conditioning(self) -> int:
+        return delay.conditioning_length(len(self.phoneme_ids))
 
     @property
     def prefill_len(self) -> int:
-        """Conditioning tokens + delayed positions 0..P."""
-        return self.prefix_len + self.request.n_prefix_frames + 1
+        return delay.prefill_length(len(self.phoneme_ids), self.request.n_prefix_frames)
 
     @property
     def max_len(self) -> int:
-        """The most cache positions the row can use: conditioning + every delayed position."""
-        return cache_positions(len(self.phoneme_ids), self.request.n_prefix_frames, self.request.max_new_tokens)
+        """The most cache positions the row can use."""
+        return delay.cache_positions(len(self.phoneme_ids), self.request.n_prefix_frames, self.request.max_new_tokens)
 
     @property
     def position(self) -> int:
-        """Cache position of the frame fed at the next decode step (the one before `offset`)."""
-        return self.prefix_len + self.offset - 1
+        """Cache position of the frame fed at the next decode step."""
+        return delay.cache_position(self.n_conditioning, delay.fed_position(self.offset))
+
+
+@dataclass
+class SchedulerOutput:
+    """What to run in one step. The runner applies `row_moves`, prefills `prefill`, then decodes `running`."""
+
+    prefill: list[RequestState]  # admitted now, slots and rows assigned (consecutive rows, in this order)
+    running: list[RequestState]  # every request to decode, prefilled ones included; RunnerOutput's order
+    row_moves: list[RowMove]  # K/V copies left by requests that finished or were aborted, in order
+    batch_changed: bool  # `running` differs from the last step's: the runner rebuilds its batch
+
+    @property
+    def prefill_tokens(self) -> int:
+        """Real tokens of the padded prefill."""
+        return sum(state.prefill_len * state.n_rows for state in self.prefill)
+
+    @property
+    def prefill_padding(self) -> int:
+        """Padding positions computed alongside them (every row is padded to the longest)."""
+        rows = sum(state.n_rows for state in self.prefill)
+        return rows * max((state.prefill_len for state in self.prefill), default=0) - self.prefill_tokens
 
 
 class Scheduler:
-    """Admission by (priority, arrival): the head enters when its rows fit; prefill work per step is bounded.
+    """Admission order: (priority, the step a request arrived before, prefill length, arrival).
 
-    The Serve graph gives each text's first segment priority 0 and the rest 1, so under load a new
-    request's first audio does not wait behind the later segments of requests already playing."""
+    - Priority first: the Serve graph gives each text's first segment priority 0 and the rest 1,
+      so under load a new text's first audio does not wait behind other texts' later segments.
+    - Then first come, first served by step: requests that arrive between the same two steps
+      (a Generator flush, a text's segments) are admitted shortest prefill first, so those
+      admitted together have similar lengths and the padded prefill wastes little. A later
+      arrival never overtakes an earlier one of the same priority, so nothing starves.
+
+    The head enters when its rows fit; the prefill tokens per step are bounded (one always fits).
+    """
 
     def __init__(self, max_rows: int, max_prefill_tokens: int):
-        self.max_rows = max_rows
+        self.rows = CacheRows(max_rows)
         self.max_prefill_tokens = max_prefill_tokens
-        self.waiting: list[tuple[int, int, Sequence]] = []  # a heap of (priority, arrival, sequence)
+        self.waiting: list[tuple] = []  # a heap of (*admission_order, RequestState)
+        self.running: list[RequestState] = []
         self._arrivals = itertools.count()
+        self._steps = 0
+        self._batch_changed = False
 
-    def add(self, seq: Sequence) -> None:
-        heapq.heappush(self.waiting, (seq.request.priority, next(self._arrivals), seq))
+    def admission_order(self, state: RequestState) -> tuple[int, ...]:
+        return state.request.priority, self._steps, state.prefill_len, next(self._arrivals)
 
-    def remove_waiting(self, request_id: str) -> Sequence | None:
-        for index, (_, _, seq) in enumerate(self.waiting):
-            if seq.request_id == request_id:
+    def add(self, state: RequestState) -> None:
+        heapq.heappush(self.waiting, (*self.admission_order(state), state))
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def unfinished_ids(self) -> list[str]:
+        return [entry[-1].request_id for entry in self.waiting] + [state.request_id for state in self.running]
+
+    def abort(self, request_id: str) -> bool:
+        """Drop a waiting or running request; True if it was found."""
+        for index, entry in enumerate(self.waiting):
+            if entry[-1].request_id == request_id:
                 self.waiting.pop(index)
                 heapq.heapify(self.waiting)
-                return seq
-        return None
+                return True
+        for state in self.running:
+            if state.request_id == request_id:
+                self._release(state)
+                return True
+        return False
 
-    def admit(self, used_rows: int) -> list[Sequence]:
-        """Pop waiting requests, in order, while rows are free and the prefill budget lasts (one always fits)."""
-        admitted: list[Sequence] = []
+    def schedule(self) -> SchedulerOutput:
+        """Admit waiting requests, in order, while rows are free and the prefill budget lasts."""
+        admitted: list[RequestState] = []
         tokens = 0
         while self.waiting:
-            seq = self.waiting[0][-1]
-            over_budget = admitted and tokens + seq.prefill_len * seq.n_rows > self.max_prefill_tokens
-            if used_rows + seq.n_rows > self.max_rows or over_budget:
+            state = self.waiting[0][-1]
+            over_budget = admitted and tokens + state.prefill_len * state.n_rows > self.max_prefill_tokens
+            if not self.rows.fits(state.n_rows) or over_budget:
                 break
             heapq.heappop(self.waiting)
-            admitted.append(seq)
-            used_rows += seq.n_rows
-            tokens += seq.prefill_len * seq.n_rows
-        return admitted
+            self.rows.allocate(state)
+            state.offset = delay.first_sampled(state.request.n_prefix_frames) + 1
+            admitted.append(state)
+            tokens += state.prefill_len * state.n_rows
+        self.running += admitted
+        changed, self._batch_changed = self._batch_changed or bool(admitted), False
+        self._steps += 1
+        return SchedulerOutput(admitted, list(self.running), self.rows.take_moves(), changed)
+
+    def update(self, scheduled: SchedulerOutput, output: RunnerOutput) -> list[FrameChunk]:
+        """Advance every request that ran by one delayed position; the chunks of complete frames,
+        and a last chunk (with the stop reason) for each request that finished, which leaves."""
+        done = delay.finished(output.remaining)
+        chunks = []
+        for i, state in enumerate(scheduled.running):
+            frame_index = delay.new_frame_index(state.offset, state.request.n_prefix_frames)
+            state.offset += 1
+            if frame_index < 0 and not done[i]:
+                continue
+            frames = output.frames[i : i + 1].T.copy() if frame_index >= 0 else _NO_FRAMES
+            reason = ("eos" if output.stopping[i] else "length") if done[i] else None
+            chunks.append(FrameChunk(state.request_id, torch.from_numpy(frames), bool(done[i]), reason))
+            if done[i]:
+                self._release(state)
+        return chunks
+
+    def _release(self, state: RequestState) -> None:
+        self.running.remove(state)
+        self.rows.release(state)
+        self._batch_changed = True

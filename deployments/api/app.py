@@ -1,0 +1,69 @@
+"""The Starlette app: the routes table, the request id middleware and the error handlers.
+
+POST   /v1/audio/speech   OpenAI-compatible text to speech (JSON), audio streamed as it is generated (openai.py)
+GET    /v1/models         zonos-v0.1 (with the backend's model card) and its OpenAI aliases (openai.py)
+POST   /v1/tts            native: every Zonos control (JSON, or multipart with a voice clip) (native.py)
+POST   /v1/voices         add a voice to the library from a clip (multipart: `file`, `name`) -> 201 (voices.py)
+GET    /v1/voices         {"object": "list", "data": [voice, ...]} (voices.py)
+GET    /v1/voices/{ref}   one voice (by id or name) or 404 (voices.py)
+DELETE /v1/voices/{ref}   {"id", "object": "voice.deleted", "deleted": true} or 404 (voices.py)
+GET    /healthz           200 {"status": "ok"} while the process serves at all (health.py)
+GET    /readyz            200 {"status": "ready"} once the models are loaded, else 503 (health.py)
+
+Every error, Starlette's own 404 and 405 included, is a JSON body in OpenAI's shape (errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from deployments.api import health, native, openai, voices
+from deployments.api.context import RequestContextMiddleware, request_id
+from deployments.api.errors import ApiError, http_error
+from deployments.backend import SpeechBackend
+from deployments.config import AppConfig
+
+logger = logging.getLogger(__name__)
+
+ROUTES = [
+    Route("/v1/audio/speech", openai.create_speech, methods=["POST"]),
+    Route("/v1/models", openai.list_models, methods=["GET"]),
+    Route("/v1/tts", native.tts, methods=["POST"]),
+    # one route per path, so a 405's Allow header lists every method the path has
+    Route("/v1/voices", voices.voices, methods=["GET", "POST"]),
+    Route("/v1/voices/{voice_id}", voices.voice, methods=["GET", "DELETE"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
+]
+
+
+def build_http_app(backend: SpeechBackend, config: AppConfig, echo_request_id: bool = True) -> Starlette:
+    """The API over `backend`, limits and defaults from `config`. Behind Serve's proxy, which
+    already echoes X-Request-ID, pass echo_request_id=False so the header is not doubled."""
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(RequestContextMiddleware, echo=echo_request_id)],
+        exception_handlers={HTTPException: _on_http_exception, ApiError: _on_api_error},
+    )
+    app.state.backend = backend
+    app.state.config = config
+    return app
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return http_error(request, exc).response()
+
+
+async def _on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if exc.status >= 500:
+        logger.warning("request %s: %d %s", request_id(request), exc.status, exc.message)
+    return exc.response()

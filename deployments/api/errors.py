@@ -1,0 +1,180 @@
+"""API errors in OpenAI's shape, and the one mapping from what a backend raises to them.
+
+Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
+
+| status | when                                                 | type                  | code                      |
+|--------|------------------------------------------------------|-----------------------|---------------------------|
+| 400    | body not JSON (NaN/Infinity included) or empty       | invalid_request_error | invalid_json              |
+| 400    | JSON that is not an object                           | invalid_request_error | invalid_body              |
+| 400    | wrong or missing Content-Type                        | invalid_request_error | invalid_content_type      |
+| 400    | malformed multipart (no boundary, broken parts)      | invalid_request_error | invalid_multipart         |
+| 404    | unknown model / voice / route                        | invalid_request_error | model_not_found,          |
+|        |                                                      |                       | voice_not_found, not_found|
+| 405    | method not allowed (Allow header lists the methods)  | invalid_request_error | method_not_allowed        |
+| 409    | a voice with that name exists                        | invalid_request_error | voice_exists              |
+| 413    | text over max_text_chars                             | invalid_request_error | input_too_long            |
+| 413    | clip over max_upload_bytes (or the form far over it) | invalid_request_error | upload_too_large          |
+| 413    | JSON body over 12 * max_text_chars + 1 MiB           | invalid_request_error | request_too_large         |
+| 422    | invalid field: param is its dotted path (input,      | invalid_request_error | pydantic's error type:    |
+|        | sampling.top_p, speaker.3), the message names it     |                       | missing, extra_forbidden, |
+|        |                                                      |                       | less_than_equal, ...      |
+| 422    | both voice and speaker, or a clip and either         | invalid_request_error | conflicting_fields        |
+| 422    | form part unknown, repeated, or file-vs-field wrong  | invalid_request_error | extra_forbidden,          |
+|        |                                                      |                       | duplicate_field,          |
+|        |                                                      |                       | invalid_type, missing     |
+| 422    | bad or empty clip (the backend's ValueError message) | invalid_request_error | invalid_audio             |
+| 422    | text with nothing to speak once cleaned              | invalid_request_error | nothing_to_speak          |
+| 422    | a request the pipeline refuses before any audio      | invalid_request_error | invalid_value,            |
+|        | (a backend ValueError; a language whose extra is     |                       | language_unavailable      |
+|        | not installed); bad voice name                       |                       |                           |
+| 503    | backend queues full (Retry-After: seconds, >= 1)     | server_error          | server_busy               |
+| 503    | /readyz before the models are loaded                 | server_error          | not_ready                 |
+| 504    | backend timed out, or past config.request_timeout_s  | server_error          | timeout                   |
+| 500    | a bug: logged with the request id, no details sent   | server_error          | internal_error            |
+
+`backend_error` is the only place a backend's exception becomes an API error; every route and
+stream goes through it (`backend_errors()` / `call_backend()`), naming the request's own fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from deployments.backend import BackendBusy
+from pipeline.text import MissingExtraError, NothingToSpeakError
+from pipeline.voices import DuplicateVoiceNameError
+
+T = TypeVar("T")
+
+# the code of a Starlette HTTPException (routing's 404 and 405, the form parser's 400, ...) by status
+_STATUS_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+class ApiError(Exception):
+    """An error response in OpenAI's shape; `type` is server_error from 500 on, else invalid_request_error."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        """OpenAI's error object: {"message", "type", "param", "code"}."""
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.body()}, status_code=self.status, headers=self.headers)
+
+
+def validation_error(error: ValidationError) -> ApiError:
+    """422 for the first of pydantic's errors, `param` its field's dotted path, `code` pydantic's error type."""
+    first = error.errors(include_url=False)[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "value_error" and "error" in first.get("ctx", {}):
+        message = str(first["ctx"]["error"])
+    else:
+        message = first["msg"]
+    return ApiError(422, f"{param}: {message}" if param else message, param=param, code=first["type"])
+
+
+def http_error(request: Request, error: HTTPException) -> ApiError:
+    """A Starlette HTTPException (no route: 404, wrong method: 405 with Allow, ...) in OpenAI's shape."""
+    status = error.status_code
+    if status == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} not allowed for {request.url.path}"
+    else:
+        message = error.detail
+    return ApiError(status, message, code=_STATUS_CODES.get(status), headers=dict(error.headers or {}))
+
+
+def backend_error(
+    error: BaseException, *, text_param: str | None = None, clip_param: str | None = None
+) -> ApiError | None:
+    """The API error for what a backend call raised, or None for anything else (a bug: the caller
+    re-raises it, and it becomes a logged 500 internal_error, or ends a stream already started).
+
+    | raised                                  | when                  | status | code                 | param      |
+    |-----------------------------------------|-----------------------|--------|----------------------|------------|
+    | deployments.backend.BackendBusy         | always                | 503    | server_busy          | -          |
+    | TimeoutError (the backend's, or the     | always                | 504    | timeout              | -          |
+    |   request's deadline)                   |                       |        |                      |            |
+    | pipeline.voices.DuplicateVoiceNameError | always                | 409    | voice_exists         | name       |
+    | ValueError (InvalidAudioError)          | clip_param: a clip    | 422    | invalid_audio        | clip_param |
+    | pipeline.text.NothingToSpeakError       | text_param: synthesis | 422    | nothing_to_speak     | text_param |
+    | pipeline.text.MissingExtraError         | text_param: synthesis | 422    | language_unavailable | language   |
+    | ValueError                              | text_param: synthesis | 422    | invalid_value        | -          |
+
+    503 carries Retry-After: the error's retry_after_s rounded up, at least 1 s. text_param is the
+    field holding the text (`input` on OpenAI's route, `text` on /v1/tts); clip_param the form part
+    holding the clip (`file`). A stream that has started passes neither: its status is sent already,
+    and the error only names what went wrong in an SSE error event.
+    """
+    if isinstance(error, BackendBusy):
+        retry_after = str(max(1, math.ceil(getattr(error, "retry_after_s", 1.0) or 1.0)))
+        return ApiError(
+            503, str(error) or "the server is busy", code="server_busy", headers={"Retry-After": retry_after}
+        )
+    if isinstance(error, TimeoutError):
+        return ApiError(504, "the request took too long; try a shorter text or retry later", code="timeout")
+    if isinstance(error, DuplicateVoiceNameError):
+        return ApiError(409, str(error), param="name", code="voice_exists")
+    if clip_param is not None and isinstance(error, ValueError):
+        return ApiError(422, f"{clip_param}: {_message(error)}", param=clip_param, code="invalid_audio")
+    if text_param is None:
+        return None
+    if isinstance(error, NothingToSpeakError):
+        return ApiError(422, f"{text_param}: {_message(error)}", param=text_param, code="nothing_to_speak")
+    if isinstance(error, MissingExtraError):
+        return ApiError(422, _message(error), param="language", code="language_unavailable")
+    if isinstance(error, ValueError):
+        return ApiError(422, _message(error), code="invalid_value")
+    return None
+
+
+@contextlib.contextmanager
+def backend_errors(*, text_param: str | None = None, clip_param: str | None = None) -> Iterator[None]:
+    """Raise what the backend raises inside the block as `backend_error` says; anything else unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        error = backend_error(exc, text_param=text_param, clip_param=clip_param)
+        if error is None:
+            raise
+        raise error from None
+
+
+async def call_backend(awaitable: Awaitable[T], deadline: float, *, clip_param: str | None = None) -> T:
+    """Await a backend call by `deadline` (the event loop's clock), its errors mapped by `backend_error`."""
+    with backend_errors(clip_param=clip_param):
+        async with asyncio.timeout_at(deadline):
+            return await awaitable
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return validation_error(error).message
+    return str(error) or type(error).__name__

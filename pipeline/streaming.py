@@ -1,0 +1,281 @@
+"""One synthesis request through the graph: split -> engine requests -> frames -> vocoder spans -> joined audio.
+
+`stream_audio` is the graph, written once. Its three steps are injected (`SynthesisSteps`), so the
+same code runs in one process (`pipeline.synthesis.LocalSteps`: AsyncEngine and Codec) and across
+Ray Serve deployments (`deployments.ingress.Ingress`: TextSplitter, Generator and Vocoder handles):
+
+1. `split`: the text -> `Segment`s in text order;
+2. `frames`: one segment's `GenerationRequest` -> its frames as `FrameChunk`s, `CHUNK_FRAMES` at a
+   time (`in_chunks`); every segment's stream starts at once, so segments share engine batches;
+3. `decode`: a `CodeSpan` that `StreamingSpans` planned -> the final samples of its kept frames.
+
+Segments are read in text order and their audio joined by `SegmentJoiner`, so pieces leave in text
+order, the first as soon as it is decoded. When the consumer stops early or a step fails, every
+segment stream still running is cancelled (its engine rows are aborted).
+
+Codes are int64 end to end: the engine samples them as int64, the codec's embedding takes int64,
+and a chunk of 16 frames is 1.2 KB against the 32 KB of float32 audio it decodes to, so a narrower
+type over Ray would save nothing worth two conversions. Inside the graph they are torch LongTensors
+(FrameChunk, CodeSpan); what reaches callers (SegmentTiming) is a numpy view of the same int64
+memory, like the audio: a handle caller need not import torch (and with Ray 2.60 a replica that
+has not imported torch hangs unpickling a torch tensor from a streaming call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.audio import SegmentJoiner
+from pipeline.codec import SAMPLE_RATE, CodeSpan, StreamingSpans
+from pipeline.engine.delay import cache_positions
+from pipeline.engine.request import Controls, FrameChunk, GenerationRequest
+from pipeline.model import FRAME_RATE, MAX_FRAMES, N_CODEBOOKS
+from pipeline.segment import DEFAULT_MAX_TOKENS, Segment
+
+# Frames per chunk from the engine to the vocoder: each chunk's span re-decodes its context, so
+# single frames would cost ~20x; 16 frames (186 ms of audio) keep the first audio early.
+CHUNK_FRAMES = 16
+# A segment may run to this multiple of its expected duration (plus a second) before it is cut:
+# generous for slow speech, yet a runaway segment cannot run to the model's 30 s cap.
+DEFAULT_DURATION_BUDGET = 2.5
+MIN_SPEAKING_RATE = 5.0  # phonemes per second assumed when a request asks for less
+_SEED_STRIDE = 0x9E3779B97F4A7C15
+_SILENCE = np.zeros(0, np.float32)
+
+
+class SynthesisRequest(Controls):
+    """A whole text to speak, with every Zonos control; long texts are split into segments."""
+
+    normalize: bool = Field(
+        True,
+        description=(
+            "Clean the text before phonemising it (pipeline.text): read numbers, money and dates as words and "
+            "leave markdown and emoji unspoken. False reads the text literally (numbers by espeak-ng itself); "
+            "Unicode normalisation, invisible and layout characters and unreadable scripts are handled either way."
+        ),
+    )
+    max_tokens_per_segment: int = Field(DEFAULT_MAX_TOKENS, ge=16, le=1000)
+    pause_ms: float = Field(200.0, ge=0.0, le=5000.0)
+    crossfade_ms: float = Field(0.0, ge=0.0, le=200.0)
+    duration_budget: float = Field(
+        DEFAULT_DURATION_BUDGET,
+        ge=1.0,
+        le=10.0,
+        description="A segment is cut at this multiple of its expected duration (from speaking_rate) plus 1 s.",
+    )
+
+
+def frame_budget(n_tokens: int, speaking_rate: float, duration_budget: float = DEFAULT_DURATION_BUDGET) -> int:
+    """max_new_tokens for a segment: `duration_budget` times its expected duration plus 1 s, at most 30 s."""
+    expected_seconds = n_tokens / max(speaking_rate, MIN_SPEAKING_RATE)
+    frames = math.ceil((duration_budget * expected_seconds + 1.0) * FRAME_RATE)
+    return min(frames, MAX_FRAMES)
+
+
+def segment_seed(seed: int | None, index: int) -> int | None:
+    """A distinct, reproducible seed per segment (None stays random)."""
+    return None if seed is None else (seed + index * _SEED_STRIDE) % 2**63
+
+
+def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: int) -> GenerationRequest:
+    """The engine request for one segment: its phonemes, the request's controls, a frame budget
+    from its length (at most what its KV-cache row can hold) and its own seed.
+
+    Raises ValueError when the segment's phonemes alone fill a row of `max_seq_len` positions."""
+    room = max_seq_len - cache_positions(segment.n_tokens, n_prefix_frames=0, max_new_tokens=0)
+    if room < 1:
+        raise ValueError(
+            f"segment {segment.index} has {segment.n_tokens} phoneme tokens, more than the engine's "
+            f"max_seq_len={max_seq_len} leaves room for; lower max_tokens_per_segment"
+        )
+    controls = request.model_dump(include=set(Controls.model_fields), exclude={"text", "seed"})
+    return GenerationRequest(
+        **controls,
+        text=segment.text,
+        phoneme_ids=segment.phoneme_ids,
+        max_new_tokens=min(frame_budget(segment.n_tokens, request.speaking_rate, request.duration_budget), room),
+        priority=0 if segment.index == 0 else 1,  # a text's first audio before other texts' later segments
+        seed=segment_seed(request.seed, segment.index),
+    )
+
+
+# --------------------------------------------------------------------------- what comes out
+
+
+class SegmentTiming(BaseModel):
+    """What became of one segment: its codes, why it stopped and when its last frame arrived."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: int
+    text: str
+    n_tokens: int
+    codes: np.ndarray = Field(description="int64 [9, n_frames]: the segment's codec frames, codes 0..1023.")
+    stop_reason: str
+    done_s: float = Field(description="Seconds from the request's start until its last frame arrived.")
+
+    @property
+    def n_frames(self) -> int:
+        return self.codes.shape[1]
+
+
+class AudioPiece(BaseModel):
+    """A piece of the joined audio, in text order; `segment_done` marks a segment's last piece,
+    which carries the segment's `timing`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    segment_index: int
+    n_segments: int
+    samples: np.ndarray = Field(description="float32 mono samples at sample_rate; may be empty.")
+    sample_rate: int = SAMPLE_RATE
+    segment_done: bool
+    timing: SegmentTiming | None = None
+
+
+class SynthesisResult(BaseModel):
+    """A whole utterance: the stream's pieces joined, with each segment's timing in text order."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    audio: np.ndarray = Field(description="float32 mono samples at sample_rate.")
+    sample_rate: int
+    segments: list[SegmentTiming]
+    time_to_first_audio_s: float
+    wall_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def real_time_factor(self) -> float:
+        """Wall time per second of audio: below 1 is faster than real time."""
+        return self.wall_s / max(self.duration_s, 1e-9)
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+class SynthesisSteps(Protocol):
+    """Where the graph's work runs: in this process or in other deployments."""
+
+    max_seq_len: int  # the engine's KV-cache row length: bounds each segment's frame budget
+    context_frames: int  # frames of context the vocoder needs on each side of a span
+
+    async def split(self, request: SynthesisRequest) -> list[Segment]:
+        """The request's text as segments in text order; raises for text with nothing to speak."""
+
+    def frames(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
+        """One segment's frames, in chunks (`in_chunks`), the last with `finished` set. The request
+        starts when the iterator is first awaited and must stop when the iteration is cancelled."""
+
+    async def decode(self, span: CodeSpan) -> np.ndarray:
+        """float32 samples (512 per frame) of the span's kept frames (see Codec.decode_spans)."""
+
+
+async def in_chunks(chunks: AsyncIterable[FrameChunk], size: int | None = CHUNK_FRAMES) -> AsyncIterator[FrameChunk]:
+    """Engine chunks (a frame or so each) regrouped into chunks of at least `size` frames (the
+    last may have fewer); size None: one chunk holding all frames, when the request finishes."""
+    pending: list[torch.Tensor] = []
+    n_pending = 0
+    async for chunk in chunks:
+        pending.append(chunk.frames)
+        n_pending += chunk.frames.shape[1]
+        if chunk.finished or (size is not None and n_pending >= size):
+            yield FrameChunk(chunk.request_id, torch.cat(pending, dim=1), chunk.finished, chunk.stop_reason)
+            pending, n_pending = [], 0
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> AsyncIterator[AudioPiece]:
+    """The request's audio in text order as it is decoded; the pieces joined equal `join_segments`
+    of every segment's whole decode. Raises what a step raises (after cancelling every segment)."""
+    started = time.perf_counter()
+    segments = await steps.split(request)
+    queues: list[asyncio.Queue] = [asyncio.Queue() for _ in segments]
+    pumps = [
+        asyncio.create_task(_pump(steps.frames(segment_request(request, segment, steps.max_seq_len)), queue))
+        for segment, queue in zip(segments, queues, strict=True)
+    ]
+    joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
+    timings: dict[int, SegmentTiming] = {}  # a crossfade releases a segment only once its successor is done
+    try:
+        for segment, queue in zip(segments, queues, strict=True):
+            spans = StreamingSpans(steps.context_frames, N_CODEBOOKS)
+            codes: list[torch.Tensor] = []
+            finished = False
+            while not finished:
+                chunk = await _next_chunk(queue)
+                finished = chunk.finished
+                codes.append(chunk.frames)
+                span = spans.push(chunk.frames, last=finished)
+                samples = _SILENCE if span is None else await steps.decode(span)
+                if finished:
+                    timings[segment.index] = SegmentTiming(
+                        index=segment.index,
+                        text=segment.text,
+                        n_tokens=segment.n_tokens,
+                        codes=torch.cat(codes, dim=1).numpy(),
+                        stop_reason=chunk.stop_reason,
+                        done_s=time.perf_counter() - started,
+                    )
+                for index, piece, done in joiner.add(segment.index, samples, finished):
+                    timing = timings.pop(index) if done else None
+                    yield AudioPiece(
+                        segment_index=index, n_segments=len(segments), samples=piece, segment_done=done, timing=timing
+                    )
+    finally:  # a consumer gone or a step failed: stop generating what nobody will hear
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def _pump(frames: AsyncIterator[FrameChunk], queue: asyncio.Queue) -> None:
+    """Move one segment's chunks into its queue as they come: a failure goes in as the exception."""
+    try:
+        async for chunk in frames:
+            queue.put_nowait(chunk)
+        queue.put_nowait(RuntimeError("a segment's frame stream ended before its last chunk"))
+    except Exception as exc:
+        queue.put_nowait(exc)
+
+
+async def _next_chunk(queue: asyncio.Queue) -> FrameChunk:
+    item = await queue.get()
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
+async def collect(
+    pieces: AsyncIterable[AudioPiece], on_segment: Callable[[SegmentTiming, int], None] | None = None
+) -> SynthesisResult:
+    """A stream's pieces joined into one SynthesisResult; `on_segment(timing, n_segments)` as each segment is done."""
+    started = time.perf_counter()
+    samples: list[np.ndarray] = []
+    timings: list[SegmentTiming] = []
+    first = None
+    async for piece in pieces:
+        if first is None and len(piece.samples):
+            first = time.perf_counter() - started
+        samples.append(piece.samples)
+        if piece.timing is not None:
+            timings.append(piece.timing)
+            if on_segment:
+                on_segment(piece.timing, piece.n_segments)
+    wall = time.perf_counter() - started
+    audio = np.concatenate(samples) if samples else _SILENCE
+    return SynthesisResult(
+        audio=audio, sample_rate=SAMPLE_RATE, segments=timings, time_to_first_audio_s=first or wall, wall_s=wall
+    )

@@ -1,0 +1,1 @@
+"""Tests of the HTTP API (deployments.api) over a fake backend, one module for each module of the package."""

@@ -1,0 +1,77 @@
+"""The native route over the fake backend: /v1/tts with every control, JSON or multipart, streamed or not."""
+
+from __future__ import annotations
+
+import json
+
+from api.conftest import CLIP, SECONDS_PER_CHAR, TEXT, assert_audio, assert_error
+from pipeline.synthesis import SynthesisRequest
+
+
+def test_tts_json_every_control(client, backend):
+    body = {
+        "text": TEXT,
+        "language": "de",
+        "emotion": [1, 0, 0, 0, 0, 0, 0, 1],
+        "pitch_std": 45.0,
+        "speaking_rate": 12.5,
+        "fmax": 24000,
+        "cfg_scale": 3.0,
+        "sampling": {"temperature": 0.7, "min_p": 0.05, "top_k": 50, "repetition_penalty": 2.0},
+        "seed": 1234,
+        "unconditional_keys": ["emotion"],
+        "pause_ms": 100,
+        "crossfade_ms": 10,
+        "max_tokens_per_segment": 200,
+        "speaker": [0.25] * 128,
+        "response_format": "flac",
+    }
+    response = client.post("/v1/tts", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-audio-format"] == "flac" and response.headers["x-sample-rate"] == "44100"
+    assert "content-length" not in response.headers
+    assert_audio(response.content, "flac", SECONDS_PER_CHAR * len(TEXT))
+    request = backend.requests[-1][0]
+    assert isinstance(request, SynthesisRequest)
+    expected = {k: v for k, v in body.items() if k not in ("sampling", "response_format")}
+    assert request.model_dump(include=set(expected)) == expected
+    assert request.sampling.temperature == 0.7 and request.sampling.top_k == 50
+    assert request.sampling.top_p == 0.0  # defaults kept
+
+
+def test_tts_not_streamed(client):
+    response = client.post("/v1/tts", json={"text": TEXT, "stream": False, "response_format": "mp3"})
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.headers["content-type"] == "audio/mpeg"
+    # a whole file gets mp3's gapless tag, so it decodes to the exact length
+    assert_audio(response.content, "mp3", SECONDS_PER_CHAR * len(TEXT))
+
+
+def test_tts_not_streamed_failure_gets_its_status(client, backend):
+    backend.mode = "timeout_mid"  # after the first chunk: a stream would have sent its 200 by then
+    assert_error(client.post("/v1/tts", json={"text": TEXT, "stream": False}), 504, "server_error", None, "timeout")
+    backend.mode = "busy"
+    assert_error(client.post("/v1/tts", json={"text": TEXT, "stream": False}), 503, "server_error", None, "server_busy")
+
+
+def test_tts_voice(client, backend):
+    voice = client.post("/v1/voices", files={"file": ("a.wav", CLIP)}, data={"name": "Bob"}).json()
+    assert client.post("/v1/tts", json={"text": TEXT, "voice": "Bob", "response_format": "pcm"}).status_code == 200
+    assert backend.requests[-1][0].speaker == backend.embeddings[voice["id"]]
+    assert client.post("/v1/tts", json={"text": TEXT, "response_format": "pcm"}).status_code == 200
+    assert backend.requests[-1][0].speaker is None
+
+
+def test_tts_multipart(client, backend):
+    request = {"text": TEXT, "seed": 7, "response_format": "wav", "sampling": {"temperature": 0.5}}
+    files = {"file": ("me.wav", CLIP, "audio/wav")}
+    response = client.post("/v1/tts", files=files, data={"request": json.dumps(request)})
+    assert response.status_code == 200, response.text
+    assert_audio(response.content, "wav", SECONDS_PER_CHAR * len(TEXT))
+    synthesis = backend.requests[-1][0]
+    assert synthesis.speaker == [len(CLIP) / 10_000] * 128
+    assert synthesis.seed == 7 and synthesis.sampling.temperature == 0.5
+    # without a clip the multipart form is just the JSON request
+    assert client.post("/v1/tts", files={"request": (None, json.dumps(request))}).status_code == 200
+    assert backend.requests[-1][0].speaker is None

@@ -1,0 +1,188 @@
+"""The streaming core with fake steps: text order, joining, timings, and stopping every segment on exit."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.audio import join_segments
+from pipeline.codec import HOP_LENGTH, SAMPLE_RATE
+from pipeline.engine import FrameChunk, GenerationRequest
+from pipeline.model import N_CODEBOOKS
+from pipeline.segment import Segment
+from pipeline.streaming import (
+    CHUNK_FRAMES,
+    SynthesisRequest,
+    collect,
+    in_chunks,
+    segment_seed,
+    stream_audio,
+)
+
+TEXTS = ["First one.", "Second one.", "Third one."]
+
+
+class FakeSteps:
+    """Segment i makes `lengths[i]` frames of code i, `chunk` frames per chunk, a chunk every `delays[i]` s.
+
+    A frame's "audio" is its code + 1 in each of its 512 samples, so every sample says where it came from."""
+
+    max_seq_len = 1024
+    context_frames = 2
+
+    def __init__(self, lengths, delays, chunk=3, fail_decode_at=None, fail_frames_of=None):
+        self.lengths, self.delays, self.chunk = lengths, delays, chunk
+        self.fail_decode_at, self.fail_frames_of = fail_decode_at, fail_frames_of
+        self.requests: list[GenerationRequest] = []
+        self.ended: dict[int, str] = {}  # segment -> "finished" or "cancelled"
+        self.decodes = 0
+
+    async def split(self, request):
+        starts = [request.text.index(t) for t in TEXTS]
+        return [
+            Segment(index=i, text=t, start=start, end=start + len(t), n_tokens=3, phoneme_ids=[1, 2, 3])
+            for i, (t, start) in enumerate(zip(TEXTS, starts, strict=True))
+        ]
+
+    async def frames(self, request):
+        index = TEXTS.index(request.text)
+        self.requests.append(request)
+        try:
+            if index == self.fail_frames_of:
+                raise RuntimeError("generation failed")
+            sent = 0
+            while True:
+                await asyncio.sleep(self.delays[index])
+                n = min(self.chunk, self.lengths[index] - sent)
+                sent += n
+                finished = sent == self.lengths[index]
+                frames = torch.full((N_CODEBOOKS, n), index, dtype=torch.long)
+                yield FrameChunk(f"s{index}", frames, finished, "eos" if finished else None)
+                if finished:
+                    self.ended[index] = "finished"
+                    return
+        except asyncio.CancelledError:
+            self.ended[index] = "cancelled"
+            raise
+
+    async def decode(self, span):
+        self.decodes += 1
+        if self.decodes == self.fail_decode_at:
+            raise ValueError("decoding failed")
+        codes, a, b = span
+        return np.repeat(codes[0, a:b].numpy().astype(np.float32) + 1, HOP_LENGTH)
+
+
+def _pieces(request, steps, stop_after=None):
+    async def run():
+        pieces = []
+        stream = stream_audio(request, steps)
+        try:
+            async for piece in stream:
+                pieces.append(piece)
+                if stop_after is not None and len(pieces) == stop_after:
+                    break
+        finally:
+            await stream.aclose()
+        await asyncio.sleep(0.05)  # nothing may run on after the stream is closed
+        return pieces
+
+    return asyncio.run(run())
+
+
+def _whole(lengths):
+    return [np.full(n * HOP_LENGTH, i + 1, np.float32) for i, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("crossfade_ms", [0.0, 5.0])
+def test_pieces_come_in_text_order_and_join_like_whole_segments(crossfade_ms):
+    lengths = [7, 10, 4]
+    steps = FakeSteps(lengths, delays=[0.02, 0.001, 0.0])  # the last segment finishes first
+    request = SynthesisRequest(text=" ".join(TEXTS), seed=5, pause_ms=10, crossfade_ms=crossfade_ms)
+    pieces = _pieces(request, steps)
+    order = [p.segment_index for p in pieces]
+    assert order == sorted(order)
+    assert [p.segment_index for p in pieces if p.segment_done] == [0, 1, 2]
+    assert all(p.n_segments == 3 and p.sample_rate == SAMPLE_RATE for p in pieces)
+    joined = np.concatenate([p.samples for p in pieces])
+    np.testing.assert_array_equal(joined, join_segments(_whole(lengths), SAMPLE_RATE, 10, crossfade_ms))
+    if not crossfade_ms:  # without a crossfade audio leaves before its segment is done
+        assert not pieces[0].segment_done and len(pieces[0].samples)
+    assert steps.ended == {0: "finished", 1: "finished", 2: "finished"}
+
+
+def test_each_segment_is_its_own_engine_request_all_started_at_once():
+    steps = FakeSteps([4, 4, 4], delays=[0.0, 0.0, 0.0])
+    _pieces(SynthesisRequest(text=" ".join(TEXTS), seed=9, cfg_scale=1.5), steps, stop_after=1)
+    assert len(steps.requests) == 3  # all started though the consumer took one piece
+    by_text = {r.text: r for r in steps.requests}
+    for i, text in enumerate(TEXTS):
+        assert by_text[text].seed == segment_seed(9, i) and by_text[text].cfg_scale == 1.5
+        assert by_text[text].priority == (0 if i == 0 else 1)
+
+
+def test_the_last_piece_of_a_segment_carries_its_timing():
+    lengths = [5, 8, 3]
+    steps = FakeSteps(lengths, delays=[0.01, 0.0, 0.0])
+    pieces = _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)
+    timings = [p.timing for p in pieces if p.segment_done]
+    assert all(p.timing is None for p in pieces if not p.segment_done)
+    assert [t.index for t in timings] == [0, 1, 2] and [t.text for t in timings] == TEXTS
+    assert [t.n_frames for t in timings] == lengths and all(t.stop_reason == "eos" for t in timings)
+    for i, timing in enumerate(timings):
+        assert timing.codes.dtype == np.int64 and np.array_equal(timing.codes, np.full((9, lengths[i]), i))
+    assert 0 < timings[0].done_s <= timings[1].done_s <= timings[2].done_s
+
+
+def test_a_consumer_that_stops_early_cancels_every_running_segment():
+    steps = FakeSteps([30, 30, 30], delays=[0.005, 0.005, 0.005])
+    pieces = _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps, stop_after=1)
+    assert len(pieces) == 1
+    assert steps.ended == {0: "cancelled", 1: "cancelled", 2: "cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"), [({"fail_decode_at": 2}, ValueError), ({"fail_frames_of": 1}, RuntimeError)]
+)
+def test_a_failing_step_is_raised_and_cancels_the_other_segments(failure, error):
+    steps = FakeSteps([9, 30, 30], delays=[0.001, 0.005, 0.005], **failure)
+    with pytest.raises(error, match="failed"):
+        _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)
+    assert steps.ended.get(1) != "finished" and steps.ended[2] == "cancelled"
+
+
+def test_collect_joins_the_stream_with_first_audio_and_timings():
+    lengths = [6, 2, 5]
+    steps = FakeSteps(lengths, delays=[0.0, 0.0, 0.0])
+    seen = []
+    result = asyncio.run(
+        collect(
+            stream_audio(SynthesisRequest(text=" ".join(TEXTS), pause_ms=0), steps),
+            lambda timing, n: seen.append((timing.index, n)),
+        )
+    )
+    np.testing.assert_array_equal(result.audio, np.concatenate(_whole(lengths)))
+    assert [s.index for s in result.segments] == [0, 1, 2] and seen == [(0, 3), (1, 3), (2, 3)]
+    assert 0 < result.time_to_first_audio_s <= result.wall_s
+    assert result.duration_s == sum(lengths) * HOP_LENGTH / SAMPLE_RATE
+
+
+def _chunks(sizes, finished_last=True):
+    async def source():
+        for i, n in enumerate(sizes):
+            last = finished_last and i == len(sizes) - 1
+            yield FrameChunk("r", torch.zeros((9, n), dtype=torch.long), last, "length" if last else None)
+
+    return source()
+
+
+async def _sizes(chunks):
+    return [(c.frames.shape[1], c.finished) async for c in chunks]
+
+
+def test_in_chunks_regroups_frames_and_ends_with_the_rest():
+    assert asyncio.run(_sizes(in_chunks(_chunks([1] * 40)))) == [(16, False), (16, False), (8, True)]
+    assert asyncio.run(_sizes(in_chunks(_chunks([0])))) == [(0, True)]  # ended at once: an empty last chunk
+    assert asyncio.run(_sizes(in_chunks(_chunks([20, 1, 1]), size=CHUNK_FRAMES))) == [(20, False), (2, True)]
+    assert asyncio.run(_sizes(in_chunks(_chunks([1] * 40), size=None))) == [(40, True)]
