@@ -32,6 +32,7 @@ from deployments.api.errors import ApiError, validation_error
 from deployments.api.streaming import ResponseFormat, audio_stream_response
 from deployments.api.voices import speaker_embedding
 from deployments.backend import MODEL_ALIASES, MODEL_ID
+from pipeline.engine.request import SpeechText
 from pipeline.synthesis import SynthesisRequest
 
 OPENAI_VOICES = frozenset(
@@ -45,7 +46,7 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str = Field(min_length=1)
-    input: str = Field(min_length=1)
+    input: SpeechText
     voice: str = Field(min_length=1, description="Library voice id or name, or an OpenAI built-in voice name.")
     response_format: ResponseFormat | None = None
     speed: float = Field(1.0, ge=0.25, le=4.0)
@@ -59,13 +60,6 @@ class SpeechRequest(BaseModel):
         if isinstance(voice, dict) and set(voice) == {"id"}:
             return voice["id"]
         return voice
-
-    @field_validator("input")
-    @classmethod
-    def _input_not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("text is blank: there is nothing to speak")
-        return text
 
 
 async def create_speech(request: Request) -> Response:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
 from pipeline.text import PHONEME_VOCAB_SIZE, check_language
@@ -33,12 +33,23 @@ class SamplingParams(BaseModel):
     repetition_penalty_window: int = Field(2, ge=1, le=64)
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is blank: there is nothing to speak")
+    return text
+
+
+SpeechText = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+"""Text to speak, as every request model takes it: not empty, not whitespace only (what cleaning
+leaves of it is pipeline.segment.split_text's to judge: NothingToSpeakError)."""
+
+
 class Controls(BaseModel):
     """What every Zonos request takes: the text, its language, the voice and the conditioning."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    text: str = Field(min_length=1)
+    text: SpeechText
     language: str = "en-us"
     speaker: list[float] | None = Field(None, description="128-float speaker embedding; None = unconditional.")
     emotion: list[float] | None = Field(None, description="8 non-negative weights; None = the reference default.")
@@ -49,13 +60,6 @@ class Controls(BaseModel):
     cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     seed: int | None = Field(None, ge=0, lt=2**63)
-
-    @field_validator("text")
-    @classmethod
-    def _text_not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("text is blank: there is nothing to speak")
-        return text
 
     @field_validator("language")
     @classmethod
