@@ -30,7 +30,8 @@ import torch
 
 from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
-from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.engine.messages import RequestState
+from pipeline.engine.scheduler import Scheduler
 from pipeline.loading import from_pretrained
 from pipeline.model import FRAME_RATE
 

@@ -9,8 +9,9 @@ from conftest import CASES, case_request, new_reference_codes, reference_delayed
 from pipeline.engine import EngineConfig, GenerationRequest, SamplingParams, ZonosEngine
 from pipeline.engine import runner as runner_module
 from pipeline.engine.cuda_graphs import BucketedDecodeStep
+from pipeline.engine.messages import RequestState
 from pipeline.engine.sampler import apply_repetition_penalty
-from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.engine.scheduler import Scheduler
 from pipeline.model import decode_step
 
 NEAR_TIE = 1e-4

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.engine.messages import RequestState
 from pipeline.engine.request import FrameChunk, GenerationRequest, GenerationResult
 from pipeline.engine.runner import ModelRunner
-from pipeline.engine.scheduler import RequestState, Scheduler
+from pipeline.engine.scheduler import Scheduler
 from pipeline.loading import from_pretrained
 from pipeline.model import ZonosModel
 from pipeline.text import text_to_ids

@@ -8,20 +8,7 @@ moves to the runner, which copies the K/V before its next step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pipeline.engine.scheduler import RequestState
-
-
-@dataclass(frozen=True)
-class RowMove:
-    """Copy the first `length` positions of K/V from cache row `src` to row `dst`."""
-
-    src: int
-    dst: int
-    length: int
+from pipeline.engine.messages import RequestState, RowMove
 
 
 class CacheRows:

@@ -11,10 +11,6 @@ The runner never decides who runs or where: the scheduler assigns slots and cach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -29,14 +25,11 @@ from pipeline.engine.delay import (
     forbid_late_eos,
     loop_steps,
 )
+from pipeline.engine.messages import RequestState, RowMove, RunnerOutput, SchedulerOutput
 from pipeline.engine.request import DEFAULT_EMOTION, GenerationRequest
 from pipeline.engine.sampler import SamplingBatch, sample
 from pipeline.model import EOS_TOKEN, MASK_TOKEN, N_CODEBOOKS, ZonosModel, decode_step, prefill
 from pipeline.text import language_id
-
-if TYPE_CHECKING:
-    from pipeline.engine.rows import RowMove
-    from pipeline.engine.scheduler import RequestState, SchedulerOutput
 
 
 def conditioning_values(request: GenerationRequest, conditional: bool) -> dict[str, torch.Tensor | None]:
@@ -65,15 +58,6 @@ def guide(hidden: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tens
     indices at its one row."""
     cond, uncond = hidden[cond_rows].float(), hidden[uncond_rows].float()
     return uncond + (cond - uncond) * cfg_scale[:, None]
-
-
-@dataclass
-class RunnerOutput:
-    """What one decode step produced, per request of `SchedulerOutput.running` (same order)."""
-
-    frames: np.ndarray  # [n, 9] int64: the frame completed this step (codes >= 1024 read as 0; junk if none yet)
-    remaining: np.ndarray  # [n] int64: loop steps left after this step
-    stopping: np.ndarray  # [n] bool: codebook 0 has sampled EOS
 
 
 class _ActiveBatch:
