@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import secrets
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.engine import capacity
 from pipeline.engine.messages import RequestState
 from pipeline.engine.request import FrameChunk, GenerationRequest, GenerationResult
 from pipeline.engine.runner import ModelRunner
@@ -30,13 +33,27 @@ from pipeline.loading import from_pretrained
 from pipeline.model import ZonosModel
 from pipeline.text import text_to_ids
 
+logger = logging.getLogger(__name__)
+
 
 class EngineConfig(BaseModel):
     """Capacity of the static KV cache and how much prefill one step may take on."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_rows: int = Field(32, ge=2, description="KV-cache rows; a guided request takes 2, an unguided one 1.")
+    max_rows: Annotated[int, Field(ge=2)] | Literal["auto"] = Field(
+        32,
+        description="KV-cache rows, not requests (a guided request takes 2, an unguided one 1), or 'auto': as many "
+        "as fit in memory_fraction of the device's free memory once the weights are loaded, at most 1024 "
+        "(pipeline/engine/capacity.py has the formula).",
+    )
+    memory_fraction: float = Field(
+        capacity.DEFAULT_MEMORY_FRACTION,
+        gt=0,
+        le=1,
+        description="With max_rows='auto': the share of the free device memory (RAM on CPU) that the KV cache, "
+        "per-row state and prefill activations may take.",
+    )
     max_seq_len: int = Field(3072, ge=64, description="Cache positions per row: conditioning + prefix + frames + 9.")
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Prefill tokens admitted per step (one request always fits)."
@@ -56,23 +73,38 @@ class EngineStats:
     prefill_tokens: int = 0  # real conditioning + prefix tokens prefilled
     prefill_padding: int = 0  # padding positions computed alongside them
     used_rows: int = 0  # KV-cache rows held by running requests, now
+    max_rows: int = 0  # KV-cache rows in all (resolved when EngineConfig.max_rows is "auto")
 
 
 class ZonosEngine:
     def __init__(self, model: ZonosModel, config: EngineConfig | None = None):
         self.model = model
         self.config = config = config or EngineConfig()
-        self.runner = ModelRunner(
-            model, config.max_rows, config.max_seq_len, config.cuda_graphs, config.graph_span_bucket
+        self.capacity = capacity.plan_capacity(
+            model.config,
+            model.dtype,
+            model.device,
+            config.max_rows,
+            config.max_seq_len,
+            config.max_prefill_tokens,
+            config.memory_fraction,
         )
-        self.scheduler = Scheduler(config.max_rows, config.max_prefill_tokens)
+        logger.info("KV cache: %s", self.capacity.describe())
+        rows = self.capacity.rows
+        self.runner = ModelRunner(model, rows, config.max_seq_len, config.cuda_graphs, config.graph_span_bucket)
+        self.scheduler = Scheduler(rows, config.max_prefill_tokens)
         self._ids = itertools.count()
-        self._stats = EngineStats()
+        self._stats = EngineStats(max_rows=rows)
 
     @classmethod
     def from_pretrained(cls, source: str, device: str = "cpu", dtype: str = "auto", **config) -> ZonosEngine:
         """Load the model (see `pipeline.loading.from_pretrained`); `config` holds EngineConfig fields."""
         return cls(from_pretrained(source, device=device, dtype=dtype), EngineConfig(**config))
+
+    @property
+    def max_rows(self) -> int:
+        """KV-cache rows in all: `config.max_rows`, or what "auto" resolved to."""
+        return self.capacity.rows
 
     def stats(self) -> EngineStats:
         """A snapshot of the running totals (a copy: safe to read from another thread)."""
