@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a voice clip to clone: 1-60 s in any format FFmpeg decodes (wav, flac, mp3, ogg, webm, m4a, ...)",
     )
     synth.add_argument(
-        "--model", default="Zyphra/Zonos-v0.1-transformer", help="LM: HF repo id, directory, or random-tiny"
+        "--model",
+        default="Zyphra/Zonos-v0.1-transformer",
+        help="LM: HF repo id, directory, random-tiny or zonos-1.6b-random (random weights: noise)",
     )
     synth.add_argument(
         "--codec", help="codec source (default: descript/dac_44khz; random-tiny with --model random-tiny)"
@@ -80,7 +82,8 @@ def synth(args: argparse.Namespace) -> None:
         result = synthesizer.synthesize(request, progress=progress)
     args.out.write_bytes(encode_audio(result.audio, result.sample_rate, fmt))
     print(
-        f"wrote {args.out} ({fmt}, {result.duration_s:.1f} s of audio, {len(result.segments)} segments, "
+        f"wrote {args.out} ({fmt}, {result.duration_s:.1f} s of audio, "
+        f"{len(result.segments)} segment{'' if len(result.segments) == 1 else 's'}, "
         f"{result.wall_s:.1f} s wall, RTF {result.real_time_factor:.2f})",
         file=sys.stderr,
     )

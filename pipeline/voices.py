@@ -44,6 +44,9 @@ class VoiceNotFoundError(KeyError):
         super().__init__(f"voice {ref!r} not found")
         self.ref = ref
 
+    def __reduce__(self):  # rebuilt from `ref`, not the message, when it crosses a process (Ray)
+        return type(self), (self.ref,)
+
     def __str__(self) -> str:
         # KeyError's str() quotes its argument; the message reads better without.
         return self.args[0]
@@ -55,6 +58,9 @@ class DuplicateVoiceNameError(ValueError):
     def __init__(self, name: str):
         super().__init__(f"a voice named {name!r} already exists")
         self.name = name
+
+    def __reduce__(self):  # rebuilt from `name`, not the message, when it crosses a process (Ray)
+        return type(self), (self.name,)
 
 
 class VoiceInfo(BaseModel):

@@ -84,3 +84,32 @@ def test_ci_runs_readmes_test_command():
     command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert f"```bash\n{command}\n```" in readme
     assert "bash scripts/setup.sh && serve run serve_config.yaml" in readme
+
+
+def test_every_error_class_survives_a_trip_across_processes():
+    """Ray pickles a replica's exception to the caller: each of ours must come back with the same
+    type and message (an exception whose __init__ builds its message from other arguments must
+    say how to rebuild itself)."""
+    import importlib
+    import inspect
+    import pickle
+    import pkgutil
+
+    root = importlib.import_module("pipeline")
+    names = ["pipeline"] + [info.name for info in pkgutil.walk_packages(root.__path__, "pipeline.")]
+    classes = {
+        cls
+        for name in names
+        if name != "pipeline.__main__"
+        for _, cls in inspect.getmembers(importlib.import_module(name), inspect.isclass)
+        if issubclass(cls, Exception) and cls.__module__.startswith("pipeline")
+    }
+    assert len(classes) >= 8
+    for cls in classes:
+        try:
+            params = [p for p in inspect.signature(cls).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        except ValueError:  # no __init__ of its own: takes a message like any Exception
+            params = []
+        error = cls(*["x"] * len(params)) if params else cls("a message")
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is cls and str(copy) == str(error), cls
