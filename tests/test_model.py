@@ -7,13 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import CASES, DATA, case_request, reference_delayed, warm_hub_cache
+from benchmarks.golden import prefix_conditioning, teacher_forced_logits
+from conftest import CASES, DATA, case_request, warm_hub_cache
 from pipeline.engine import ZonosEngine
-from pipeline.engine.runner import conditioning_values, guide
 from pipeline.hub import WeightsUnavailableError
 from pipeline.loading import RANDOM_1B6, RANDOM_SHAPES, RANDOM_TINY, config_json, from_pretrained, resolve_dtype
-from pipeline.model import UnsupportedCheckpointError, ZonosConfig, ZonosModel, decode_step, prefill
-from pipeline.text import tokenize
+from pipeline.model import UnsupportedCheckpointError, ZonosConfig, ZonosModel
 
 
 @pytest.fixture(scope="module")
@@ -96,47 +95,18 @@ def test_random_tiny_is_seeded_and_says_it_is_noise(caplog):
     assert "noise" in caplog.text
 
 
-def _prefix(model, case, conditional):
-    request = case_request(case)
-    ids = torch.tensor(tokenize(case["phonemes"]))
-    return model.prefix_conditioner(ids, conditioning_values(request, conditional))
-
-
 @pytest.mark.parametrize("index", range(len(CASES)))
 def test_prefix_conditioning_matches_reference(fp32_model, golden, index):
     expected = golden[f"case{index}.prefix_conditioning"]
-    got = torch.stack([_prefix(fp32_model, CASES[index], True), _prefix(fp32_model, CASES[index], False)])
+    got = torch.stack(
+        [prefix_conditioning(fp32_model, CASES[index], True), prefix_conditioning(fp32_model, CASES[index], False)]
+    )
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
-
-
-def _teacher_forced_logits(model, case, golden, index):
-    """Prefill + decode fed the REFERENCE's delayed codes: the guided logits of prefill and every step."""
-    request = case_request(case)
-    n_prefix = request.n_prefix_frames
-    delayed = reference_delayed(golden, index)
-    guided = request.cfg_scale != 1.0
-    branches = [_prefix(model, case, True)] + ([_prefix(model, case, False)] if guided else [])
-    frames = model.embed_frames(delayed[:, : n_prefix + 1].T)
-    inputs = torch.stack([torch.cat([b.to(model.dtype), frames]) for b in branches])
-    cache = model.make_cache(len(branches), 512)
-    lengths = torch.full((len(branches),), inputs.shape[1])
-    rows, scale = torch.tensor([0]), torch.tensor([request.cfg_scale])
-    uncond = torch.tensor([1 if guided else 0])
-    logits = [model.codebook_logits(guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale))]
-    n_steps = golden[f"case{index}.step_logits"].shape[0]
-    position = inputs.shape[1]
-    for offset in range(n_prefix + 2, n_prefix + 1 + n_steps):
-        frame = delayed[:, offset - 1].expand(len(branches), -1)
-        positions = torch.full((len(branches),), position)
-        hidden = decode_step(model, cache, frame, positions, position + 1)
-        logits.append(model.codebook_logits(guide(hidden, rows, uncond, scale)))
-        position += 1
-    return torch.cat(logits)
 
 
 @pytest.mark.parametrize("index", range(len(CASES)))
 def test_prefill_and_every_step_logits_match_reference(fp32_model, golden, index):
-    logits = _teacher_forced_logits(fp32_model, CASES[index], golden, index)
+    logits = teacher_forced_logits(fp32_model, golden, index)
     torch.testing.assert_close(logits[:1], golden[f"case{index}.prefill_logits"], atol=1e-4, rtol=0)
     steps = golden[f"case{index}.step_logits"]
     # The reference's last loop step feeds the final EOS frame and writes nothing that is output;
@@ -158,8 +128,8 @@ def test_half_precision_logits_agree_with_float32(fp32_model, half_models, golde
     half_model = half_models[dtype]
     assert half_model.dtype in (torch.bfloat16, torch.float16)
     assert half_model.prefix_conditioner.project.weight.dtype == torch.float32
-    fp32_logits = _teacher_forced_logits(fp32_model, CASES[index], golden, index)
-    half_logits = _teacher_forced_logits(half_model, CASES[index], golden, index)
+    fp32_logits = teacher_forced_logits(fp32_model, golden, index)
+    half_logits = teacher_forced_logits(half_model, golden, index)
     finite = torch.isfinite(fp32_logits)
     assert torch.equal(finite, torch.isfinite(half_logits))
     similarity = torch.nn.functional.cosine_similarity(
