@@ -31,8 +31,7 @@ import torch
 from benchmarks.common import benchmark_parser, dtype_name
 from pipeline.audio import join_segments
 from pipeline.codec import SAMPLE_RATE
-from pipeline.segment import split_text
-from pipeline.streaming import SynthesisRequest, segment_seed
+from pipeline.streaming import SynthesisRequest, segment_seed, split_request
 from pipeline.synthesis import Synthesizer
 
 VOCABULARY = """the a river morning light city quiet people walked along old bridge over water while children played
@@ -75,7 +74,7 @@ def synthesize_sequential(synthesizer: Synthesizer, request: SynthesisRequest) -
     """The baseline: each segment alone, in text order, then the same join as the fast path.
 
     Each call gets the seed the fast path gives that segment, so both modes sample the same frames."""
-    segments = split_text(request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize)
+    segments = split_request(request)
     audio = [
         synthesizer.synthesize(
             request.model_copy(update={"text": s.text, "seed": segment_seed(request.seed, s.index)})

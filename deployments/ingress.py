@@ -157,9 +157,7 @@ class _RemoteSteps:
         self.max_seq_len, self.context_frames = max_seq_len, context_frames
 
     async def split(self, request: SynthesisRequest) -> list[Segment]:
-        return await self.splitter.split.remote(
-            request.text, request.language, request.max_tokens_per_segment, request.normalize
-        )
+        return await self.splitter.split.remote(request)
 
     async def frames(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
         stream = self.generator.generate.remote(request)

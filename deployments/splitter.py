@@ -6,11 +6,12 @@ import asyncio
 
 from ray import serve
 
-from pipeline.segment import Segment, split_text
+from pipeline.segment import Segment
+from pipeline.streaming import SynthesisRequest, split_request
 
 
 @serve.deployment
 class TextSplitter:
-    async def split(self, text: str, language: str, max_tokens: int, normalize: bool = True) -> list[Segment]:
+    async def split(self, request: SynthesisRequest) -> list[Segment]:
         # espeak runs in a worker thread so the replica keeps accepting requests meanwhile
-        return await asyncio.to_thread(split_text, text, language, max_tokens, normalize=normalize)
+        return await asyncio.to_thread(split_request, request)

@@ -305,14 +305,20 @@ def _unreadable_re(language: str) -> re.Pattern:
 
 
 @functools.cache
-def _digit_forms(language: str) -> dict[int, str]:
-    """str.translate table: non-ASCII decimal digits not of `language`'s script -> ASCII digits."""
-    own = {zero + value for zero, owners in _DIGIT_OWNERS if _reads(language, owners) for value in range(10)}
+def _all_digit_forms() -> dict[int, str]:
+    """Every non-ASCII decimal digit (category Nd) -> the ASCII digit of the same value."""
     return {
         code: str(unicodedata.decimal(chr(code)))
         for code in range(0x80, 0x30000)
-        if unicodedata.category(chr(code)) == "Nd" and code not in own
+        if unicodedata.category(chr(code)) == "Nd"
     }
+
+
+@functools.cache
+def _digit_forms(language: str) -> dict[int, str]:
+    """str.translate table: non-ASCII decimal digits not of `language`'s script -> ASCII digits."""
+    own = {zero + value for zero, owners in _DIGIT_OWNERS if _reads(language, owners) for value in range(10)}
+    return {code: digit for code, digit in _all_digit_forms().items() if code not in own}
 
 
 def is_pictograph(char: str) -> bool:

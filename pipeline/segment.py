@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.cleaning import clean_text
-from pipeline.text import NothingToSpeakError, check_language, has_speech, phonemize, tokenize
+from pipeline.text import NothingToSpeakError, check_language, has_speech, phonemize, speakable, tokenize
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MIN_MAX_TOKENS", "TINY_TOKENS", "Segment", "split_text"]
 
@@ -365,13 +364,7 @@ def split_text(
         )
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
-    if not text.strip():
-        raise NothingToSpeakError("nothing to speak: text is empty or whitespace only")
-    if not clean_text(text, language, literal=not normalize):
-        raise NothingToSpeakError(
-            "nothing to speak: the text has no speakable characters after cleaning (only invisible or layout "
-            f"characters, markup, pictographs or characters espeak-ng cannot read for {language!r})"
-        )
+    speakable(text, language, literal=not normalize)  # refuses text that cleans to nothing, before any cut
     fitter = _Fitter(text, language, max_tokens, normalize)
     spans = fitter.merge_tiny([piece for sentence in _sentences(text, language) for piece in fitter.fit(sentence)])
     spans = fitter.drop_silent(spans)

@@ -38,7 +38,7 @@ from pipeline.codec import SAMPLE_RATE, CodeSpan, StreamingSpans
 from pipeline.engine.delay import cache_positions
 from pipeline.engine.request import Controls, FrameChunk, GenerationRequest
 from pipeline.model import FRAME_RATE, MAX_FRAMES, N_CODEBOOKS
-from pipeline.segment import DEFAULT_MAX_TOKENS, Segment
+from pipeline.segment import DEFAULT_MAX_TOKENS, Segment, split_text
 
 # Frames per chunk from the engine to the vocoder: each chunk's span re-decodes its context, so
 # single frames would cost ~20x; 16 frames (186 ms of audio) keep the first audio early.
@@ -83,6 +83,12 @@ def frame_budget(n_tokens: int, speaking_rate: float, duration_budget: float = D
 def segment_seed(seed: int | None, index: int) -> int | None:
     """A distinct, reproducible seed per segment (None stays random)."""
     return None if seed is None else (seed + index * _SEED_STRIDE) % 2**63
+
+
+def split_request(request: SynthesisRequest) -> list[Segment]:
+    """The request's text cut into segments with its language, token limit and cleaning choice
+    (pipeline.segment.split_text, which names the errors). Blocking: espeak-ng runs here."""
+    return split_text(request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize)
 
 
 def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: int) -> GenerationRequest:

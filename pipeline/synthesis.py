@@ -23,7 +23,7 @@ from pipeline.engine import GenerationRequest, ZonosEngine
 from pipeline.engine.async_engine import AsyncEngine
 from pipeline.engine.request import SPEAKER_DIM, FrameChunk
 from pipeline.loading import RANDOM_1B6, RANDOM_TINY
-from pipeline.segment import Segment, split_text
+from pipeline.segment import Segment
 from pipeline.speaker import PUBLISHED_REPO as SPEAKER_REPO
 from pipeline.speaker import SpeakerEncoder
 from pipeline.streaming import (
@@ -33,6 +33,7 @@ from pipeline.streaming import (
     SynthesisResult,
     collect,
     in_chunks,
+    split_request,
     stream_audio,
 )
 
@@ -66,9 +67,7 @@ class LocalSteps:
         self.context_frames = codec.context_frames
 
     async def split(self, request: SynthesisRequest) -> list[Segment]:
-        return await asyncio.to_thread(
-            split_text, request.text, request.language, request.max_tokens_per_segment, normalize=request.normalize
-        )
+        return await asyncio.to_thread(split_request, request)
 
     def frames(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
         return in_chunks(self.engine.generate(request), self.chunk_frames)

@@ -31,6 +31,7 @@ __all__ = [
     "language_id",
     "normalize",
     "phonemize",
+    "speakable",
     "text_to_ids",
     "tokenize",
 ]
@@ -144,9 +145,12 @@ def normalize(text: str, language: str) -> str:
     return _prepare(text, language, literal=False)
 
 
-def _prepare(text: str, language: str, *, literal: bool) -> str:
-    """What espeak-ng reads: the cleaned text, with number reading unless `literal`. Japanese
-    always gets its kana readings (espeak-ng cannot read kanji), digits as kanji numerals."""
+def speakable(text: str, language: str, *, literal: bool = False) -> str:
+    """`text` cleaned for `language` (pipeline.cleaning.clean_text; `literal` is normalize=False).
+
+    Raises UnsupportedLanguageError for an unknown language and NothingToSpeakError when the text
+    is empty, whitespace, or nothing is left after cleaning.
+    """
     language = check_language(language)
     if not text.strip():
         raise NothingToSpeakError("nothing to speak: text is empty or whitespace only")
@@ -157,6 +161,14 @@ def _prepare(text: str, language: str, *, literal: bool) -> str:
             + ("layout characters" if literal else "layout characters, markup, pictographs")
             + f" or characters espeak-ng cannot read for {language!r})"
         )
+    return cleaned
+
+
+def _prepare(text: str, language: str, *, literal: bool) -> str:
+    """What espeak-ng reads: the cleaned text, with number reading unless `literal`. Japanese
+    always gets its kana readings (espeak-ng cannot read kanji), digits as kanji numerals."""
+    language = check_language(language)
+    cleaned = speakable(text, language, literal=literal)
     if "ja" in language:
         readings = _normalize_japanese(cleaned)
         if not readings:
