@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.engine import GenerationRequest, SamplingParams
-from pipeline.engine.runner import conditioning_values, guide
+from pipeline.engine.runner import conditioning_values
+from pipeline.engine.step import guide
 from pipeline.engine.sampler import apply_repetition_penalty
-from pipeline.model import decode_step, prefill
+from pipeline.model import CodebookTables, decode_step, prefill
 from pipeline.text import tokenize
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -118,19 +119,20 @@ def teacher_forced_logits(model, golden, index: int) -> torch.Tensor:
     guided = request.cfg_scale != 1.0
     branches = [prefix_conditioning(model, case, True)]
     branches += [prefix_conditioning(model, case, False)] if guided else []
-    frames = model.embed_frames(delayed[:, : n_prefix + 1].T)
+    tables = CodebookTables(model)
+    frames = tables.embed(delayed[:, : n_prefix + 1].T)
     inputs = torch.stack([torch.cat([b.to(model.dtype), frames]) for b in branches])
     cache = model.make_cache(len(branches), 512)
     lengths = torch.full((len(branches),), inputs.shape[1], device=device)
     rows, scale = torch.tensor([0], device=device), torch.tensor([request.cfg_scale], device=device)
     uncond = torch.tensor([1 if guided else 0], device=device)
-    logits = [model.codebook_logits(guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale))]
+    logits = [tables.logits(guide(prefill(model, cache, inputs, lengths, 0), rows, uncond, scale))]
     n_steps = golden[f"case{index}.step_logits"].shape[0]
     position = inputs.shape[1]
     for offset in range(n_prefix + 2, n_prefix + 1 + n_steps):
         frame = delayed[:, offset - 1].expand(len(branches), -1)
         positions = torch.full((len(branches),), position, device=device)
-        hidden = decode_step(model, cache, frame, positions, position + 1)
-        logits.append(model.codebook_logits(guide(hidden, rows, uncond, scale)))
+        hidden = decode_step(model, cache, tables.embed(frame), positions, position + 1)
+        logits.append(tables.logits(guide(hidden, rows, uncond, scale)))
         position += 1
     return torch.cat(logits).cpu()

@@ -351,7 +351,7 @@ def check_long_text(settings: Settings, model=None, codec: Codec | None = None) 
     try:
         model = model or from_pretrained(settings.sweep_model, device=settings.device, dtype="bfloat16")
         codec = codec or vocoder(settings)[0]
-        config = EngineConfig(max_rows="auto", memory_fraction=memory_fraction, max_seq_len=3072)
+        config = EngineConfig(max_rows="auto", memory_fraction=memory_fraction)
         _sync(settings)
         started = time.perf_counter()
         engine = ZonosEngine(model, config)

@@ -64,6 +64,7 @@ from benchmarks.common import DTYPE_CHOICES, benchmark_parser, dtype_name
 from pipeline.audio import StreamingEncoder
 from pipeline.codec import SAMPLE_RATE, Codec
 from pipeline.engine import ZonosEngine
+from pipeline.engine.capacity import longest_segment_positions
 from pipeline.streaming import SynthesisRequest, stream_audio
 from pipeline.synthesis import LocalSteps, Synthesizer, default_sources
 
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--speaker", help="speaker encoder source for the app's Voices (same default rule)")
     parser.add_argument("--codec-dtype", default="auto", choices=DTYPE_CHOICES, help="auto: float16 on CUDA")
     parser.add_argument("--max-rows", type=int, default=64, help="engine KV-cache rows (a guided segment takes 2)")
-    parser.add_argument("--max-seq-len", type=int, default=3072)
+    parser.add_argument("--max-seq-len", type=int, default=longest_segment_positions())
     parser.add_argument("--url", help="benchmark this running app instead of starting Ray and the app here")
     parser.add_argument("--modes", default="serve,inprocess")
     endpoints = "tts: /v1/tts, seeded (the work of in-process); speech: /v1/audio/speech, unseeded"

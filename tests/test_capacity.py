@@ -18,6 +18,7 @@ from pipeline.engine.capacity import (
     fixed_bytes,
     free_memory,
     kv_bytes_per_row,
+    longest_segment_positions,
     plan_capacity,
     rows_that_fit,
     state_bytes_per_row,
@@ -32,37 +33,50 @@ PUBLISHED = ZonosConfig.from_dict(config_json(RANDOM_SHAPES[RANDOM_1B6]))
 
 # By hand. Fixture: 4 layers, 2 K/V heads of 64, d_model 256, d_ff 512, float32, max_seq_len 512.
 FIXTURE_KV = 4 * 2 * 512 * 2 * 64 * 4  # 2,097,152
-FIXTURE_STATE = 9 * 512 * 8 + 8 + 1  # 36,873
-FIXTURE_FIXED = 2 * 512 * 32 * 4 + 8192 * (4 * 512 + 4 * 256) * 4  # rope + prefill activations: 100,794,368
+# Slot state: delayed int64 + uniforms fp32 + loop steps, stopping, offset + settings + the warm-up copy: 92,250
+FIXTURE_STATE = 9 * 512 * 8 + 512 * 9 * 4 + 17 + 8 * 4 + 3 * 8 + (9 * 512 * 8 + 17)
+FIXTURE_TABLES = 9 * (1026 + 1025) * 256 * 4  # codebook embeddings + heads, stacked: 18,899,712
+# rope + codebook tables + scratch slot + prefill activations: 119,919,706
+FIXTURE_FIXED = 512 * 2 * 64 * 4 + FIXTURE_TABLES + FIXTURE_STATE + 8192 * (4 * 512 + 4 * 256) * 4
 # Published 1.6B: 26 layers, 4 K/V heads of 128, d_model 2048, d_ff 8192, bfloat16, max_seq_len 3072.
 PUBLISHED_KV = 26 * 2 * 3072 * 4 * 128 * 2  # 163,577,856
-PUBLISHED_STATE = 9 * 3072 * 8 + 8 + 1  # 221,193
-PUBLISHED_FIXED = 2 * 3072 * 64 * 4 + 8192 * (4 * 8192 + 4 * 2048) * 2  # 672,661,504
+PUBLISHED_STATE = 9 * 3072 * 8 + 3072 * 9 * 4 + 17 + 8 * 4 + 3 * 8 + (9 * 3072 * 8 + 17)  # 553,050
+PUBLISHED_TABLES = 9 * (1026 + 1025) * 2048 * 2  # 75,608,064
+PUBLISHED_FIXED = 3072 * 2 * 128 * 4 + PUBLISHED_TABLES + PUBLISHED_STATE + 8192 * (4 * 8192 + 4 * 2048) * 2
+# ... at the default max_seq_len, the longest segment's 300 + 6 + 2580 + 9 = 2895 positions:
+S = 2895
+DEFAULT_KV = 26 * 2 * S * 4 * 128 * 2  # 154,152,960
+DEFAULT_STATE = 9 * S * 8 + S * 9 * 4 + 17 + 8 * 4 + 3 * 8 + (9 * S * 8 + 17)  # 521,190
+DEFAULT_FIXED = S * 2 * 128 * 4 + PUBLISHED_TABLES + DEFAULT_STATE + 8192 * (4 * 8192 + 4 * 2048) * 2
 
 
 def test_bytes_per_row_of_the_fixture_config():
     assert kv_bytes_per_row(FIXTURE, 512, torch.float32) == FIXTURE_KV == 2_097_152
     assert state_bytes_per_row(512) == FIXTURE_STATE
     assert bytes_per_row(FIXTURE, 512, torch.float32) == FIXTURE_KV + FIXTURE_STATE
-    assert fixed_bytes(FIXTURE, 512, 8192, torch.float32) == FIXTURE_FIXED == 100_794_368
+    assert fixed_bytes(FIXTURE, 512, 8192, torch.float32) == FIXTURE_FIXED == 119_919_706
     assert kv_bytes_per_row(FIXTURE, 512, torch.bfloat16) == FIXTURE_KV // 2
 
 
 def test_bytes_per_row_of_the_published_config():
     assert kv_bytes_per_row(PUBLISHED, 3072, torch.bfloat16) == PUBLISHED_KV == 163_577_856
-    assert bytes_per_row(PUBLISHED, 3072, torch.bfloat16) == PUBLISHED_KV + PUBLISHED_STATE == 163_799_049
-    assert fixed_bytes(PUBLISHED, 3072, 8192, torch.bfloat16) == PUBLISHED_FIXED == 672_661_504
+    assert bytes_per_row(PUBLISHED, 3072, torch.bfloat16) == PUBLISHED_KV + PUBLISHED_STATE == 164_130_906
+    assert fixed_bytes(PUBLISHED, 3072, 8192, torch.bfloat16) == PUBLISHED_FIXED == 750_395_482
 
 
 def test_bytes_per_row_match_what_the_engine_allocates(engine):
     """The formula against the tensors: KV cache and the runner's per-slot state."""
     fresh = ZonosEngine(engine.model, EngineConfig(max_rows=6, max_seq_len=512))
     runner = fresh.runner
+    slots = runner.slots
     kv = sum(t.numel() * t.element_size() for t in (runner.cache.k, runner.cache.v))
-    state = sum(t.numel() * t.element_size() for t in (runner.delayed, runner.remaining, runner.stopping))
+    state = sum(t.numel() * t.element_size() for t in vars(slots).values() if isinstance(t, torch.Tensor))
+    warm_up_copy = sum(t.numel() * t.element_size() for t in slots.mutable())
+    tables = sum(t.numel() * t.element_size() for t in (runner.tables.embedding, runner.tables.heads))
     assert kv == 6 * kv_bytes_per_row(FIXTURE, 512, torch.float32)
-    assert state == 6 * state_bytes_per_row(512)
-    assert fresh.capacity.total_bytes == kv + state
+    assert state + warm_up_copy == 7 * state_bytes_per_row(512)  # 6 slots and the scratch slot
+    assert tables == FIXTURE_TABLES and runner.cache.rope.numel() * 4 == 512 * 2 * 64 * 4
+    assert fresh.capacity.total_bytes == kv + 6 * state_bytes_per_row(512)
 
 
 def test_rows_that_fit_edges():
@@ -105,10 +119,11 @@ def test_a_10000_character_text_on_an_8_gb_gpu(monkeypatch):
         PUBLISHED, torch.bfloat16, "cuda", "auto", config.max_seq_len, config.max_prefill_tokens, config.memory_fraction
     )
     assert plan.free_bytes == free == 4_257_095_680
-    assert plan.budget_bytes == int(0.9 * free - PUBLISHED_FIXED) == 3_158_724_608
-    assert plan.rows == math.floor(plan.budget_bytes / (PUBLISHED_KV + PUBLISHED_STATE)) == 19
+    assert config.max_seq_len == longest_segment_positions() == S
+    assert plan.budget_bytes == int(0.9 * free - DEFAULT_FIXED) == 3_081_203_738
+    assert plan.rows == math.floor(plan.budget_bytes / (DEFAULT_KV + DEFAULT_STATE)) == 19
     # Everything fits on the card: weights + cache + fixed costs + the 1 GiB taken elsewhere.
-    assert weights + plan.total_bytes + PUBLISHED_FIXED + 1 * GIB < 8 * GIB
+    assert weights + plan.total_bytes + DEFAULT_FIXED + 1 * GIB < 8 * GIB
     # A 300-token segment (the splitter's limit) with the 30 s frame cap fits one row.
     assert cache_positions(300, n_prefix_frames=0, max_new_tokens=MAX_FRAMES) == 2895 <= config.max_seq_len
     segments_at_once = plan.rows // 2  # guided: 2 rows each
@@ -145,7 +160,16 @@ def test_a_numbered_max_rows_never_reads_free_memory(engine, monkeypatch):
     monkeypatch.setattr(capacity_module, "free_memory", unreachable)
     fixed = ZonosEngine(engine.model, EngineConfig(max_rows=10, max_seq_len=512))
     assert fixed.max_rows == fixed.stats().max_rows == fixed.runner.cache.max_rows == 10
-    assert not fixed.capacity.auto and EngineConfig().max_rows == 32
+    assert not fixed.capacity.auto
+
+
+def test_max_rows_default_is_auto_on_cuda_and_32_elsewhere(monkeypatch):
+    assert EngineConfig().max_rows is None
+    cpu = plan_capacity(FIXTURE, torch.float32, "cpu", None, 512, 8192)
+    assert cpu.rows == 32 and not cpu.auto
+    _mock_cuda(monkeypatch, free=4 * GIB, total=8 * GIB, allocated=0, reserved=0)
+    cuda = plan_capacity(FIXTURE, torch.float32, "cuda", None, 512, 8192)
+    assert cuda.auto and cuda.rows == rows_that_fit(4 * GIB, FIXTURE_KV + FIXTURE_STATE, 0.9, FIXTURE_FIXED)
 
 
 def test_auto_engine_gets_the_rows_that_fit_and_the_reference_tokens(engine, golden, monkeypatch, caplog):
@@ -157,7 +181,7 @@ def test_auto_engine_gets_the_rows_that_fit_and_the_reference_tokens(engine, gol
         auto = ZonosEngine(engine.model, config)
     assert auto.max_rows == auto.stats().max_rows == 24
     assert auto.capacity.auto and auto.capacity.free_bytes == free
-    assert auto.runner.cache.k.shape[1] == auto.runner.delayed.shape[0] == auto.scheduler.rows.max_rows == 24
+    assert auto.runner.cache.k.shape[1] == auto.runner.slots.delayed.shape[0] - 1 == auto.scheduler.rows.max_rows == 24
     assert "KV cache: 24 rows (12 guided requests) x 512 positions" in caplog.text
     assert "max_rows=auto" in caplog.text
     (result,) = auto.generate([case_request(CASES[0])])

@@ -8,11 +8,9 @@ import torch
 from benchmarks.golden import reference_mismatch
 from conftest import CASES, case_request
 from pipeline.engine import EngineConfig, GenerationRequest, SamplingParams, ZonosEngine
-from pipeline.engine import runner as runner_module
-from pipeline.engine.cuda_graphs import BucketedDecodeStep
+from pipeline.engine.cuda_graphs import DecodeGraphs
 from pipeline.engine.messages import RequestState
 from pipeline.engine.scheduler import Scheduler
-from pipeline.model import decode_step
 
 
 def assert_matches_reference(codes: torch.Tensor, golden, index: int) -> None:
@@ -71,24 +69,25 @@ def test_a_request_joining_mid_flight_gets_its_solo_tokens(engine, golden):
     assert_matches_reference(torch.cat(collected["late"], dim=1), golden, 2)
 
 
-class EagerBucketedStep(BucketedDecodeStep):
-    """The CUDA-graph path's static shapes (padded rows, rounded span), run eagerly: no graph, no GPU."""
-
-    def _replay(self, frames, positions, span):
-        return decode_step(self.model, self.cache, frames, positions, span)
+def eager_graphs(engine: ZonosEngine, span_bucket: int = 16) -> DecodeGraphs:
+    """The CUDA-graph path's static shapes (padded rows and requests, rounded span, every sampler
+    stage), run eagerly: no graph, no GPU."""
+    runner = engine.runner
+    return DecodeGraphs(runner.step, runner.slots, engine.max_rows, runner.cache.max_seq_len, span_bucket, record=False)
 
 
 @pytest.fixture
 def bucketed_engine(engine):
     bucketed = ZonosEngine(engine.model, EngineConfig(max_rows=24, max_seq_len=512))
-    bucketed.runner.graphs = EagerBucketedStep(engine.model, bucketed.runner.cache, span_bucket=16)
+    bucketed.runner.graphs = eager_graphs(bucketed)
     return bucketed
 
 
 def test_bucketed_decode_shapes(engine):
-    step = EagerBucketedStep(engine.model, engine.model.make_cache(24, 40), span_bucket=16)
-    assert [step.buckets(n, 1)[0] for n in (1, 2, 3, 5, 9, 13, 17, 24)] == [1, 2, 4, 8, 12, 16, 24, 24]
-    assert [step.buckets(1, span)[1] for span in (1, 16, 17, 33, 40)] == [16, 16, 32, 40, 40]
+    graphs = DecodeGraphs(None, engine.runner.slots, 24, 40, span_bucket=16, record=False)
+    assert [graphs.buckets(n, 1)[0] for n in (1, 2, 3, 5, 9, 13, 17, 24)] == [1, 2, 4, 8, 12, 16, 24, 24]
+    assert [graphs.buckets(1, span)[1] for span in (1, 16, 17, 33, 40)] == [16, 16, 32, 40, 40]
+    assert graphs.batch(5) is graphs.batch(7) and graphs.batch(5).shape == (8, 8)
 
 
 def test_bucketed_decode_padding_changes_no_tokens(bucketed_engine, golden):
@@ -113,13 +112,13 @@ def test_bucketed_decode_padding_changes_no_tokens(bucketed_engine, golden):
 
 def test_finished_rows_leave_the_decode_batch(engine, monkeypatch):
     rows_per_step = []
-    real_decode_step = runner_module.decode_step
+    real_step = engine.runner.step
 
-    def recording_decode_step(model, cache, frames, positions, span):
-        rows_per_step.append(frames.shape[0])
-        return real_decode_step(model, cache, frames, positions, span)
+    def recording_step(batch, span):
+        rows_per_step.append(batch.shape[1])
+        return real_step(batch, span)
 
-    monkeypatch.setattr(runner_module, "decode_step", recording_decode_step)
+    monkeypatch.setattr(engine.runner, "step", recording_step)
     short = case_request(CASES[0], max_new_tokens=4)
     long = case_request(CASES[0], max_new_tokens=30)
     engine.generate([short, long])

@@ -7,11 +7,15 @@ element size (2 for bfloat16/float16, 4 for float32); L layers, H_kv K/V heads, 
 
     kv_bytes_per_row    = L x 2 (K and V) x S x H_kv x D x b                 (pipeline.model.KVCache)
     state_bytes_per_row = 9 x S x 8  (delayed layout, int64)
-                          + 8 + 1    (loop steps left int64, stopping bool)   (the runner's per-slot state;
-                                                                              it keeps one slot per row)
+                          + S x 9 x 4 (the request's uniforms, fp32)
+                          + 8 + 1 + 8 (loop steps left, stopping, offset)
+                          + 8 x 4 + 3 x 8 (settings tables)                  (pipeline.engine.step.SlotState:
+                          + 9 x S x 8 + 17 (warm-up copy of the mutable part)  one slot per row)
     bytes_per_row       = kv_bytes_per_row + state_bytes_per_row
 
-    fixed_bytes         = rope tables, 2 x S x D/2 x 4
+    fixed_bytes         = rope table, S x 2 x D x 4
+                          + codebook tables, 9 x 1026 x d x b + 9 x d x 1025 x b   (pipeline.model.CodebookTables)
+                          + one scratch slot, state_bytes_per_row
                           + prefill activation peak, T x (4 d_ff + 4 d_model) x b,
                             T = max(max_prefill_tokens, 2 S)                  (one guided request always fits)
     budget              = memory_fraction x free_bytes - fixed_bytes
@@ -30,11 +34,11 @@ output and a spare, 4 d_model). Attention's share is smaller at segment lengths 
 
 The goal "10,000+ characters on an 8 GB GPU" (tests/test_capacity.py checks it): the published
 1.6B transformer (26 layers, 4 K/V heads of 128) in bfloat16 takes 3.26 GB of weights, and one row
-at S = 3072 takes 163,577,856 B of K/V + 221,193 B of state = 163.8 MB. On an 8 GiB card with
+at S = 2895 (the default: the longest segment, see `longest_segment_positions`) takes 154,152,960 B
+of K/V + 521,190 B of slot state = 154.7 MB. On an 8 GiB card with
 1 GiB gone to the CUDA context, codec and speaker encoder, 4.26 GB is free after the weights;
-0.9 of it less 0.67 GB of fixed costs is a 3.16 GB budget: 19 rows, i.e. 9 guided segments at
-once. A 300-token segment of up to 30 s of audio uses 306 + 2580 + 9 = 2895 <= 3072 positions of
-its row, and a 10,000-character text is ~35 such segments: it completes in 4 waves of 9.
+0.9 of it less 0.75 GB of fixed costs is a 3.08 GB budget: 19 rows, i.e. 9 guided segments at
+once. A 10,000-character text is ~35 such segments: it completes in 4 waves of 9.
 """
 
 from __future__ import annotations
@@ -45,11 +49,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.model import N_CODEBOOKS, ZonosConfig
+from pipeline.engine.delay import cache_positions
+from pipeline.model import HEAD_SIZE, MAX_FRAMES, N_CODEBOOKS, VOCAB_SIZE, ZonosConfig
+from pipeline.segment import DEFAULT_MAX_TOKENS
 
 DEFAULT_MEMORY_FRACTION = 0.9
 MAX_AUTO_ROWS = 1024  # "auto" never allocates more rows than this
 MIN_ROWS = 2  # one guided request
+DEFAULT_CPU_ROWS = 32  # max_rows=None off CUDA
 GB = 1e9
 
 
@@ -59,8 +66,11 @@ def kv_bytes_per_row(config: ZonosConfig, max_seq_len: int, dtype: torch.dtype) 
 
 
 def state_bytes_per_row(max_seq_len: int) -> int:
-    """The runner's per-slot state: delayed layout [9, S] int64, loop steps left int64, stopping bool."""
-    return N_CODEBOOKS * max_seq_len * 8 + 8 + 1
+    """`SlotState` per slot (delayed layout [9, S] int64, uniforms [S, 9] fp32, loop steps left,
+    stopping, offset, 8 float and 3 int settings) and the copy of its mutable part that a CUDA
+    graph's warm-up takes."""
+    mutable = N_CODEBOOKS * max_seq_len * 8 + 8 + 1 + 8
+    return mutable + max_seq_len * N_CODEBOOKS * 4 + 8 * 4 + 3 * 8 + mutable
 
 
 def bytes_per_row(config: ZonosConfig, max_seq_len: int, dtype: torch.dtype) -> int:
@@ -69,11 +79,13 @@ def bytes_per_row(config: ZonosConfig, max_seq_len: int, dtype: torch.dtype) -> 
 
 
 def fixed_bytes(config: ZonosConfig, max_seq_len: int, max_prefill_tokens: int, dtype: torch.dtype) -> int:
-    """What the cache costs whatever its rows: rope tables, plus the estimated prefill activation peak."""
-    rope = 2 * max_seq_len * (config.head_dim // 2) * 4
+    """What the engine costs whatever its rows: the rope table, the stacked codebook tables, the
+    scratch slot, and the estimated prefill activation peak."""
+    rope = max_seq_len * 2 * config.head_dim * 4
+    tables = N_CODEBOOKS * (VOCAB_SIZE + HEAD_SIZE) * config.d_model * dtype.itemsize
     tokens = max(max_prefill_tokens, 2 * max_seq_len)
     activations = tokens * (4 * config.d_ff + 4 * config.d_model) * dtype.itemsize
-    return rope + activations
+    return rope + tables + state_bytes_per_row(max_seq_len) + activations
 
 
 def rows_that_fit(
@@ -148,17 +160,27 @@ class Capacity:
         return text
 
 
+def longest_segment_positions(max_tokens: int = DEFAULT_MAX_TOKENS, max_frames: int = MAX_FRAMES) -> int:
+    """Cache positions of the longest segment the splitter emits (`max_tokens` phoneme ids, by
+    default pipeline.segment's 300) with the model's 30 s frame cap: 300 + 6 + 2580 + 9 = 2895.
+    EngineConfig.max_seq_len's default: a segment never needs more, and a longer row wastes memory."""
+    return cache_positions(max_tokens, n_prefix_frames=0, max_new_tokens=max_frames)
+
+
 def plan_capacity(
     config: ZonosConfig,
     dtype: torch.dtype,
     device: str | torch.device,
-    max_rows: int | str,
+    max_rows: int | str | None,
     max_seq_len: int,
     max_prefill_tokens: int,
     memory_fraction: float = DEFAULT_MEMORY_FRACTION,
 ) -> Capacity:
-    """The rows to allocate: `max_rows` as given, or for "auto" as many as fit (reads free memory)."""
+    """The rows to allocate: `max_rows` as given, or for "auto" as many as fit (reads free memory);
+    None is "auto" on CUDA and DEFAULT_CPU_ROWS elsewhere (RAM is shared with everything else)."""
     row_bytes = bytes_per_row(config, max_seq_len, dtype)
+    if max_rows is None:
+        max_rows = "auto" if torch.device(device).type == "cuda" else DEFAULT_CPU_ROWS
     if max_rows != "auto":
         return Capacity(int(max_rows), max_seq_len, row_bytes, auto=False)
     free = free_memory(device)

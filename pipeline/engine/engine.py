@@ -41,11 +41,11 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_rows: Annotated[int, Field(ge=2)] | Literal["auto"] = Field(
-        32,
+    max_rows: Annotated[int, Field(ge=2)] | Literal["auto"] | None = Field(
+        None,
         description="KV-cache rows, not requests (a guided request takes 2, an unguided one 1), or 'auto': as many "
         "as fit in memory_fraction of the device's free memory once the weights are loaded, at most 1024 "
-        "(pipeline/engine/capacity.py has the formula).",
+        "(pipeline/engine/capacity.py has the formula). None (default): 'auto' on CUDA, 32 elsewhere.",
     )
     memory_fraction: float = Field(
         capacity.DEFAULT_MEMORY_FRACTION,
@@ -54,7 +54,12 @@ class EngineConfig(BaseModel):
         description="With max_rows='auto': the share of the free device memory (RAM on CPU) that the KV cache, "
         "per-row state and prefill activations may take.",
     )
-    max_seq_len: int = Field(3072, ge=64, description="Cache positions per row: conditioning + prefix + frames + 9.")
+    max_seq_len: int = Field(
+        default_factory=capacity.longest_segment_positions,
+        ge=64,
+        description="Cache positions per row: conditioning + prefix + frames + 9. Default: what the longest "
+        "segment the splitter emits needs (300 phoneme ids and the 30 s frame cap: 2895).",
+    )
     max_prefill_tokens: int = Field(
         8192, ge=64, description="Prefill tokens admitted per step (one request always fits)."
     )

@@ -17,54 +17,84 @@ from pipeline.engine.request import SamplingParams
 _MASK32 = 0xFFFFFFFF
 
 
+# Per-request settings as the columns of two tables (one row per request): the runner keeps them
+# per slot on the device and gathers a batch's rows with one index op per table.
+FLOAT_COLUMNS = ("cfg_scale", "temperature", "top_p", "min_p", "linear", "conf", "quad", "repetition_penalty")
+INT_COLUMNS = ("top_k", "repetition_penalty_window", "seed_key")
+MAX_WINDOW = SamplingParams.model_fields["repetition_penalty_window"].metadata[-1].le
+
+
+def seed_key(seed: int) -> int:
+    """The hashed seed in [0, 2^32) that keys a request's noise (see `uniform_noise`)."""
+    lo, hi = torch.tensor([seed & _MASK32]), torch.tensor([(seed >> 32) & _MASK32])
+    return int(_mix32(_mix32(lo) ^ hi))
+
+
+def table_rows(params: SamplingParams, seed: int, cfg_scale: float) -> tuple[list[float], list[int]]:
+    """One request's row of the float table (FLOAT_COLUMNS) and of the int table (INT_COLUMNS)."""
+    floats = [cfg_scale] + [float(getattr(params, name)) for name in FLOAT_COLUMNS[1:]]
+    return floats, [params.top_k, params.repetition_penalty_window, seed_key(seed)]
+
+
 @dataclass
 class SamplingBatch:
-    """Sampling settings of n rows as [n] tensors, plus host-side flags to skip unused steps."""
+    """Sampling settings of n requests as [n] tensors (views into gathered table rows)."""
 
+    cfg_scale: torch.Tensor
     temperature: torch.Tensor
     top_p: torch.Tensor
-    top_k: torch.Tensor
     min_p: torch.Tensor
     linear: torch.Tensor
     conf: torch.Tensor
     quad: torch.Tensor
     penalty: torch.Tensor
+    top_k: torch.Tensor
     window: torch.Tensor
     seed_key: torch.Tensor  # int64 in [0, 2^32): the hashed seed
-    max_window: int
-    max_top_k: int
-    any_sampled: bool
-    any_greedy: bool
-    any_unified: bool
-    any_top_p: bool
-    any_min_p: bool
 
     @classmethod
-    def from_params(cls, params: list[SamplingParams], seeds: list[int], device) -> SamplingBatch:
-        def column(name: str, dtype=torch.float32) -> torch.Tensor:
-            return torch.tensor([getattr(p, name) for p in params], dtype=dtype, device=device)
+    def from_tables(cls, floats: torch.Tensor, ints: torch.Tensor) -> SamplingBatch:
+        """Rows [n, len(FLOAT_COLUMNS)] fp32 and [n, len(INT_COLUMNS)] int64 -> the batch (no copy)."""
+        return cls(*floats.unbind(1), *ints.unbind(1))
 
-        seed_lo = torch.tensor([s & _MASK32 for s in seeds], dtype=torch.int64, device=device)
-        seed_hi = torch.tensor([(s >> 32) & _MASK32 for s in seeds], dtype=torch.int64, device=device)
+    @classmethod
+    def from_params(cls, params: list[SamplingParams], seeds: list[int], device, cfg_scale: float = 1.0):
+        rows = [table_rows(p, seed, cfg_scale) for p, seed in zip(params, seeds, strict=True)]
+        floats = torch.tensor([f for f, _ in rows], dtype=torch.float32, device=device)
+        return cls.from_tables(floats, torch.tensor([i for _, i in rows], dtype=torch.int64, device=device))
+
+
+@dataclass(frozen=True)
+class SamplerFeatures:
+    """The sampling stages a batch runs: host-side, fixed while the batch does not change.
+
+    Every stage applies per row (`torch.where` on the row's own setting), so running a stage a
+    batch does not use changes no token: `ALL` serves every mix and is what a CUDA graph records
+    (one graph per shape, whatever the requests ask); eager CPU steps run `of(params)`, the stages
+    in use. `window` is the repetition-penalty lookback gathered per step (>= every row's)."""
+
+    window: int = MAX_WINDOW
+    sampled: bool = True
+    greedy: bool = True
+    unified: bool = True
+    top_p: bool = True
+    top_k: bool = True
+    min_p: bool = True
+
+    @classmethod
+    def of(cls, params: list[SamplingParams]) -> SamplerFeatures:
         return cls(
-            temperature=column("temperature"),
-            top_p=column("top_p"),
-            top_k=column("top_k", torch.int64),
-            min_p=column("min_p"),
-            linear=column("linear"),
-            conf=column("conf"),
-            quad=column("quad"),
-            penalty=column("repetition_penalty"),
-            window=column("repetition_penalty_window", torch.int64),
-            seed_key=_mix32(_mix32(seed_lo) ^ seed_hi),
-            max_window=max(p.repetition_penalty_window for p in params),
-            max_top_k=max(p.top_k for p in params),
-            any_sampled=any(p.temperature > 0 for p in params),
-            any_greedy=any(p.temperature == 0 for p in params),
-            any_unified=any(p.linear > 0 for p in params),
-            any_top_p=any(p.top_p > 0 for p in params),
-            any_min_p=any(p.min_p > 0 for p in params),
+            window=max(p.repetition_penalty_window for p in params),
+            sampled=any(p.temperature > 0 for p in params),
+            greedy=any(p.temperature == 0 for p in params),
+            unified=any(p.linear > 0 for p in params),
+            top_p=any(p.top_p > 0 for p in params),
+            top_k=any(p.top_k > 0 for p in params),
+            min_p=any(p.min_p > 0 for p in params),
         )
+
+
+ALL_FEATURES = SamplerFeatures()
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -104,31 +134,34 @@ def _rows(flags: torch.Tensor) -> torch.Tensor:
     return flags[:, None, None]
 
 
-def probabilities(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+def probabilities(logits: torch.Tensor, batch: SamplingBatch, features: SamplerFeatures = ALL_FEATURES):
     """The distribution just before the draw, for (already penalised) logits [n, 9, V]."""
     temperature = torch.where(batch.temperature > 0, batch.temperature, torch.ones_like(batch.temperature))
     probs = torch.softmax(logits / temperature[:, None, None], dim=-1)
 
-    if batch.any_unified:
+    if features.unified:
         log_p = probs.clamp_min(1e-20).log()
         entropy = -(probs * log_p).sum(dim=-1, keepdim=True)
         linear, conf, quad = (t[:, None, None] for t in (batch.linear, batch.conf, batch.quad))
         unified = torch.softmax(log_p * (linear + entropy * conf) - log_p.square() * quad, dim=-1)
         probs = torch.where(_rows(batch.linear > 0), unified, probs)
 
-    if batch.any_top_p:
+    if features.top_p or features.top_k:
+        # One sort serves both: top-p keeps (renormalised) a prefix of this order, which keeps the
+        # order, so the k-th largest after top-p is the entry at the k-th index of this order.
         sorted_p, order = probs.sort(dim=-1, descending=True)
+    if features.top_p:
         drop = (sorted_p.cumsum(dim=-1) - sorted_p) > batch.top_p[:, None, None]
         kept = _renormalise(torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0)))
         probs = torch.where(_rows(batch.top_p > 0), kept, probs)
 
-    if batch.max_top_k > 0:
-        top = probs.topk(min(batch.max_top_k, probs.shape[-1]), dim=-1).values
-        kth = top.gather(-1, (batch.top_k - 1).clamp(min=0)[:, None, None].expand(-1, probs.shape[1], 1))
+    if features.top_k:
+        kth_index = order.gather(-1, (batch.top_k - 1).clamp(min=0)[:, None, None].expand(-1, probs.shape[1], 1))
+        kth = probs.gather(-1, kth_index)
         kept = _renormalise(probs.masked_fill(probs < kth, 0.0))
         probs = torch.where(_rows(batch.top_k > 0), kept, probs)
 
-    if batch.any_min_p:
+    if features.min_p:
         threshold = batch.min_p[:, None, None] * probs.amax(dim=-1, keepdim=True)
         kept = _renormalise(probs.masked_fill(probs < threshold, 0.0))
         probs = torch.where(_rows(batch.min_p > 0), kept, probs)
@@ -138,20 +171,22 @@ def probabilities(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
 def sample(
     logits: torch.Tensor,
     batch: SamplingBatch,
-    counter: torch.Tensor,
+    noise: torch.Tensor,
     recent: torch.Tensor | None = None,
     recent_valid: torch.Tensor | None = None,
+    features: SamplerFeatures = ALL_FEATURES,
 ) -> torch.Tensor:
-    """Tokens [n, 9] from logits [n, 9, V]; `counter` [n] (the delayed position) keys the noise."""
+    """Tokens [n, 9] from logits [n, 9, V] and each row's uniforms `noise` [n, 9] (`uniform_noise` at
+    the delayed position being sampled). No host synchronisation, static shapes: graph-capturable."""
     if recent is not None:
         logits = apply_repetition_penalty(logits, recent, recent_valid, batch.penalty)
-    tokens = logits.argmax(dim=-1) if batch.any_greedy else None
-    if batch.any_sampled:
-        probs = probabilities(logits, batch)
+    tokens = logits.argmax(dim=-1) if features.greedy else None
+    if features.sampled:
+        probs = probabilities(logits, batch, features)
         # Inverse-CDF draw: one uniform per (row, codebook), the first token whose cumulative
         # mass reaches it. Exact, and it hashes 9 numbers per row instead of 9 x 1026.
         cdf = probs.cumsum(dim=-1)
-        target = uniform_noise(batch.seed_key, counter, logits.shape[1]) * cdf[..., -1]
+        target = noise * cdf[..., -1]
         drawn = torch.searchsorted(cdf, target.unsqueeze(-1)).squeeze(-1).clamp(max=logits.shape[-1] - 1)
         tokens = drawn if tokens is None else torch.where((batch.temperature > 0)[:, None], drawn, tokens)
     return tokens
