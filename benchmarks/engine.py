@@ -12,6 +12,11 @@ sequential (one request at a time, batch 1: the pre-optimisation baseline), buck
 batches (sorted by length, each batch runs to its longest member before the next starts), and
 continuous batching (rows join as others leave).
 
+The fixture workload (`--fixture`, issue 11's CPU measure): the same 32 requests on the fixture
+checkpoint (tests/data, the reference's golden weights, fp32), one request at a time and all 32
+batched, best of --repeats; and the top-level ops a steady-state step runs outside the
+`zonos.decode_step` region (the host's share of a step).
+
 Prefill padding (pad positions / all prefill positions) on that workload, with the scheduler's
 length grouping (requests arriving between the same two steps prefill shortest first) and
 without it (plain arrival order), when the requests come at once and when they come in flushes.
@@ -27,15 +32,23 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import benchmark_parser, dtype_name
+from benchmarks.golden import DATA
 from pipeline.engine import EngineConfig, GenerationRequest, ZonosEngine
 from pipeline.engine.messages import RequestState
 from pipeline.engine.scheduler import Scheduler
+from pipeline.engine.step import STEP_REGION
 from pipeline.loading import from_pretrained
 from pipeline.model import FRAME_RATE
 
 PHONEMES_PER_SECOND = 15.0
+# The fixture workload one request at a time before the step was one function (commit c1464cf on
+# the project's 2-core machine, 2026-12-01): the best of four runs interleaved with runs of the new
+# code (this machine's speed drifts by up to 1.7x over minutes; see benchmarks/RESULTS.md). Issue
+# 11's targets multiply it.
+FIXTURE_SEQUENTIAL_BEFORE = 410.0
 
 
 def workload_request(n_phonemes: int, seed: int, cfg_scale: float) -> GenerationRequest:
@@ -89,6 +102,51 @@ def mixed_workload(engine: ZonosEngine, n_requests: int, batch: int, cfg_scale: 
         print(f"  {name:16s}: {results[name]['frames_per_s']:9.0f} frames/s in {results[name]['wall_s']:.1f} s")
     baseline = results["sequential"]["frames_per_s"]
     results["speedup_vs_sequential"] = {name: results[name]["frames_per_s"] / baseline for name in modes}
+    return results
+
+
+def ops_outside_step(engine: ZonosEngine) -> tuple[list[str], int]:
+    """Profile one `engine.step()`: the names of the top-level ops outside the `zonos.decode_step`
+    region, and how many regions ran (1 for a step that decodes)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        engine.step()
+    top = [event for event in prof.events() if event.cpu_parent is None]
+    return [event.name for event in top if event.name != STEP_REGION], sum(event.name == STEP_REGION for event in top)
+
+
+def fixture_workload(n_requests: int, cfg_scale: float, repeats: int) -> dict:
+    """Issue 11's CPU measure: the mixed workload on the fixture checkpoint in fp32, one request at a
+    time and all batched (best of `repeats`), and the ops a steady step runs outside its region."""
+    model = from_pretrained(str(DATA), device="cpu", dtype="float32")
+    rng = random.Random(0)
+    requests = [workload_request(rng.randint(20, 200), seed, cfg_scale) for seed in range(n_requests)]
+    engine = ZonosEngine(model, EngineConfig(max_rows=2 * n_requests, max_seq_len=1536))
+    timed_generate(engine, [[workload_request(30, 0, cfg_scale)]], "cpu")  # warm up
+    best: dict[str, dict] = {}
+    for _ in range(repeats):
+        for name, batches in (("one_at_a_time", [[r] for r in requests]), ("all_batched", [requests])):
+            run = timed_generate(engine, batches, "cpu")
+            if name not in best or run["frames_per_s"] > best[name]["frames_per_s"]:
+                best[name] = run
+    for request in requests[:8]:
+        engine.add_request(request)
+    for _ in range(3):
+        engine.step()
+    outside, regions = ops_outside_step(engine)
+    for request_id in engine.scheduler.unfinished_ids():
+        engine.abort(request_id)
+    results = best | {
+        "ops_outside_step_8_guided": len(outside), "ops_outside": outside, "regions": regions,
+        "sequential_before": FIXTURE_SEQUENTIAL_BEFORE,
+        "one_at_a_time_vs_before": best["one_at_a_time"]["frames_per_s"] / FIXTURE_SEQUENTIAL_BEFORE,
+        "all_batched_vs_before": best["all_batched"]["frames_per_s"] / FIXTURE_SEQUENTIAL_BEFORE,
+    }  # fmt: skip
+    print(
+        f"  fixture, {n_requests} requests: one at a time {best['one_at_a_time']['frames_per_s']:.0f} frames/s "
+        f"({results['one_at_a_time_vs_before']:.2f}x the {FIXTURE_SEQUENTIAL_BEFORE:.0f} before), all batched "
+        f"{best['all_batched']['frames_per_s']:.0f} ({results['all_batched_vs_before']:.2f}x); "
+        f"{len(outside)} ops outside the step region"
+    )
     return results
 
 
@@ -169,7 +227,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--mixed-batch", type=int, default=16, help="static bucket size = continuous concurrency")
     parser.add_argument("--cfg-scale", type=float, default=2.0)
+    parser.add_argument("--fixture", action="store_true", help="only the fixture workload (issue 11's CPU measure)")
+    parser.add_argument("--repeats", type=int, default=2, help="fixture workload: best of this many runs")
     args = parser.parse_args(argv)
+    if args.fixture:
+        results = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                   "fixture_workload": fixture_workload(args.requests, args.cfg_scale, args.repeats)}  # fmt: skip
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fixture.json").write_text(json.dumps(results, indent=2))
+        return results
 
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     rows_per_request = 2 if args.cfg_scale != 1.0 else 1

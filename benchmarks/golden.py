@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from pipeline.engine import GenerationRequest, SamplingParams
 from pipeline.engine.runner import conditioning_values
-from pipeline.engine.step import guide
 from pipeline.engine.sampler import apply_repetition_penalty
+from pipeline.engine.step import guide
 from pipeline.model import CodebookTables, decode_step, prefill
 from pipeline.text import tokenize
 

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
-from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.engine import ops_outside_step
 from benchmarks.golden import reference_mismatch
 from conftest import CASES, case_request
 from pipeline.engine import EngineConfig, SamplingParams, ZonosEngine
 from pipeline.engine.cuda_graphs import DecodeGraphs
-from pipeline.engine.step import STEP_REGION
 
 MIXED_SETTINGS = [
     SamplingParams(),
@@ -27,16 +26,6 @@ def _start(engine: ZonosEngine, n: int) -> None:
         engine.step()
 
 
-def _top_level_ops(engine: ZonosEngine) -> tuple[list[str], int]:
-    """Profile one engine step: the names of top-level events outside the decode-step region, and
-    how many regions ran."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        engine.step()
-    top = [event for event in prof.events() if event.cpu_parent is None]
-    regions = sum(event.name == STEP_REGION for event in top)
-    return [event.name for event in top if event.name != STEP_REGION], regions
-
-
 @pytest.mark.parametrize("bucketed", [False, True], ids=["eager", "eager-bucketed"])
 def test_a_steady_state_step_is_one_region_and_at_most_8_ops_outside(engine, bucketed):
     """Issue 11's measure of host work per step: everything on the device runs inside the
@@ -47,12 +36,12 @@ def test_a_steady_state_step_is_one_region_and_at_most_8_ops_outside(engine, buc
         runner = steady.runner
         runner.graphs = DecodeGraphs(runner.step, runner.slots, 24, 512, 16, record=False)
     _start(steady, 8)
-    outside, regions = _top_level_ops(steady)
+    outside, regions = ops_outside_step(steady)
     assert regions == 1
     assert len(outside) <= 8, outside
     # a join is allowed more (prefill, the new batch's index tensors), and is still one region
     steady.add_request(case_request(CASES[0], max_new_tokens=20), "joiner")
-    joined, regions = _top_level_ops(steady)
+    joined, regions = ops_outside_step(steady)
     assert regions == 1 and len(joined) > len(outside)
     for request_id in steady.scheduler.unfinished_ids():
         steady.abort(request_id)

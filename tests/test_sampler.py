@@ -4,13 +4,12 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from conftest import DATA
 from pipeline.engine import SamplingParams
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from pipeline.engine.sampler import (
     ALL_FEATURES,
     SamplerFeatures,

@@ -55,7 +55,9 @@ class ModelRunner:
         self.step = functools.partial(decode_step, model, self.tables, self.cache, self.slots)
         # On CUDA, decode steps replay recorded graphs at bucketed shapes; elsewhere they run eagerly.
         use_graphs = cuda_graphs and self.device.type == "cuda"
-        self.graphs = DecodeGraphs(self.step, self.slots, max_rows, max_seq_len, graph_span_bucket) if use_graphs else None
+        self.graphs = (
+            DecodeGraphs(self.step, self.slots, max_rows, max_seq_len, graph_span_bucket) if use_graphs else None
+        )
         self._batch: StepBatch | None = None
         self._span = 0  # cache positions the next step attends to
 

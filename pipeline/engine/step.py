@@ -90,7 +90,9 @@ class SlotState:
         self.floats[slot] = torch.tensor(floats)
         self.ints[slot] = torch.tensor(ints)
         positions = torch.arange(self.noise.shape[1], device=self.noise.device)
-        self.noise[slot] = uniform_noise(self.ints[slot, INT_COLUMNS.index("seed_key")].expand_as(positions), positions, N_CODEBOOKS)
+        self.noise[slot] = uniform_noise(
+            self.ints[slot, INT_COLUMNS.index("seed_key")].expand_as(positions), positions, N_CODEBOOKS
+        )
 
     def sampling(self, slots: torch.Tensor) -> SamplingBatch:
         return SamplingBatch.from_tables(self.floats[slots], self.ints[slots])
@@ -168,9 +170,7 @@ def decode_step(
         recent = slots.delayed[batch.slots[:, None, None], codebooks[:, None], recent_pos.clamp(min=0)[:, None, :]]
         noise = slots.noise[batch.slots, offsets]
         tokens = sample(logits, sampling, noise, recent, valid[:, None, :].expand_as(recent), batch.features)
-        tokens, remaining, stopping = apply_stop_rule(
-            tokens, slots.remaining[batch.slots], slots.stopping[batch.slots]
-        )
+        tokens, remaining, stopping = apply_stop_rule(tokens, slots.remaining[batch.slots], slots.stopping[batch.slots])
         slots.write(batch.slots, offsets, tokens)
         slots.remaining[batch.slots], slots.stopping[batch.slots] = remaining, stopping
         slots.offset[batch.slots] = offsets + batch.live
