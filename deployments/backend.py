@@ -1,7 +1,8 @@
 """What the HTTP API (deployments.api) needs from the server behind it: the backend contract.
 
-No Starlette and no Ray here: the Ingress implements `SpeechBackend` over the deployment
-handles, tests implement it with a fake, and `deployments.api` serves any implementation.
+No Starlette and no Ray here (`follow_serve_shutdown` imports ray when called, in a replica): the
+Ingress implements `SpeechBackend` over the deployment handles, tests implement it with a fake,
+and `deployments.api` serves any implementation.
 
 What a backend raises, and what the API makes of it (deployments.api.errors.backend_error):
 `BackendBusy` (queues full: 503 with Retry-After), TimeoutError (504), ValueError for input it
@@ -9,32 +10,132 @@ can't take (pipeline.speaker.InvalidAudioError for a bad clip, pipeline.text.Not
 for text with nothing to speak: 422), pipeline.text.MissingExtraError for a language whose extra
 is not installed (422), pipeline.voices.DuplicateVoiceNameError from create_voice (409);
 pipeline.voices.VoiceNotFoundError (a KeyError) means "no such voice", like None.
+
+Draining: a backend's optional `draining` attribute (a `Drain`, or any truthy flag) says it is
+shutting down. While it is true, GET /readyz answers 503 and the HTTP layer admits no new request
+(503 server_busy with Retry-After, deployments.api.health); requests already admitted finish. A
+backend raises `BackendDraining` (a BackendBusy: the same 503) from `Drain.admit()` for work that
+reaches it another way (the Ingress's handle API).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.streaming import StepUnavailable
 from pipeline.synthesis import SynthesisRequest
 from pipeline.voices import VoiceInfo
 
-__all__ = ["MODEL_ALIASES", "MODEL_ID", "BackendBusy", "ModelCard", "SpeechBackend", "VoiceInfo"]
+__all__ = [
+    "MODEL_ALIASES",
+    "MODEL_ID",
+    "BackendBusy",
+    "BackendDraining",
+    "Drain",
+    "ModelCard",
+    "SpeechBackend",
+    "VoiceInfo",
+    "follow_serve_shutdown",
+]
+
+logger = logging.getLogger("ray.serve")
 
 MODEL_ID = "zonos-v0.1"
 # OpenAI's text-to-speech model names, all answered by the one model (GET /v1/models lists them).
 MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
 
-class BackendBusy(Exception):
-    """The backend's queues are full: the client should retry after `retry_after_s` (HTTP 503)."""
+class BackendBusy(StepUnavailable):
+    """The backend's queues are full or a replica is unavailable: transient, the client should
+    retry after `retry_after_s` (HTTP 503). A StepUnavailable, so the request graph retries the
+    step that raised it before giving up (pipeline.streaming)."""
 
     def __init__(self, message: str = "the server is busy; retry shortly", retry_after_s: float = 1.0):
-        super().__init__(message)
+        super().__init__(message, retry_after_s)
+
+
+class BackendDraining(BackendBusy):
+    """The backend is shutting down: it takes no new work, another replica will (HTTP 503, Retry-After)."""
+
+
+DRAIN_RETRY_AFTER_S = 2.0  # a retry then reaches a replica that is not stopping
+
+
+class Drain:
+    """Whether a backend is draining: false until `begin`, then true for good. Truthy while draining,
+    so it serves as a backend's `draining` attribute; `begin` may be called from any thread."""
+
+    def __init__(self, retry_after_s: float = DRAIN_RETRY_AFTER_S):
         self.retry_after_s = retry_after_s
+        self.since: float | None = None  # time.monotonic() when draining began
+        self.reason = ""
+
+    def __bool__(self) -> bool:
+        return self.since is not None
+
+    def __repr__(self) -> str:
+        return f"Drain(draining={bool(self)}, reason={self.reason!r})"
+
+    def begin(self, reason: str) -> None:
+        if self.since is None:
+            self.reason = reason
+            self.since = time.monotonic()
+            logger.warning("draining (%s): new requests get 503; in-flight requests finish", reason)
+
+    def admit(self) -> None:
+        """Raise BackendDraining while draining; call it where new work enters the backend."""
+        if self:
+            raise BackendDraining(
+                f"this server is shutting down ({self.reason}); retry, another replica will take it",
+                retry_after_s=self.retry_after_s,
+            )
+
+    @classmethod
+    def following_serve(cls, retry_after_s: float = DRAIN_RETRY_AFTER_S) -> Drain:
+        """A Drain that begins when Ray Serve starts stopping the replica it is made in (see
+        `follow_serve_shutdown`); outside a replica it never begins by itself."""
+        drain = cls(retry_after_s)
+        follow_serve_shutdown(drain)
+        return drain
+
+
+def follow_serve_shutdown(drain: Drain, poll_s: float = 0.1) -> bool:
+    """Begin `drain` as soon as Ray Serve starts stopping the replica this runs in.
+
+    Serve 2.60 calls no user code when it starts stopping a replica (scale-down, update, node
+    drain, serve shutdown, app deletion): it stops routing to it, waits for its ongoing requests
+    (every graceful_shutdown_wait_loop_s, at most graceful_shutdown_timeout_s, then kills it) and
+    only then calls the user class's `__del__`, too late to refuse anything. What it does first
+    is set its replica's `_shutting_down`; a daemon thread reads that flag every `poll_s` (the
+    replica is the actor instance of this worker process). Returns whether it follows; outside a
+    Serve replica, or if Serve's internals are not the expected ones, it logs and returns False.
+    """
+    try:
+        import ray
+
+        actors = list(ray._private.worker.global_worker.actors.values())
+    except Exception:
+        actors = []
+    replicas = [a._replica_impl for a in actors if hasattr(getattr(a, "_replica_impl", None), "_shutting_down")]
+    if len(replicas) != 1:
+        logger.warning("not following Serve's shutdown: no Ray Serve replica in this process (draining is manual)")
+        return False
+    replica = replicas[0]
+
+    def follow() -> None:
+        while not getattr(replica, "_shutting_down", False):
+            time.sleep(poll_s)
+        drain.begin("Ray Serve is stopping this replica")
+
+    threading.Thread(target=follow, name="zonos-drain", daemon=True).start()
+    return True
 
 
 class ModelCard(BaseModel):
@@ -48,7 +149,9 @@ class ModelCard(BaseModel):
 
 
 class SpeechBackend(Protocol):
-    """What the HTTP layer needs; the Ray ingress implements it over the deployment handles."""
+    """What the HTTP layer needs; the Ray ingress implements it over the deployment handles.
+
+    Optional, read with getattr: `draining` (truthy while the backend shuts down, e.g. a `Drain`)."""
 
     async def ready(self) -> bool:
         """Whether the models are loaded."""

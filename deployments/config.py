@@ -7,6 +7,8 @@ deployment classes carry none. No ray import: the HTTP layer reads this module a
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -24,6 +26,12 @@ class ModelSources(BaseModel):
     speaker: str = "Zyphra/Zonos-v0.1-speaker-embedding"
     fallback: Literal["random-tiny"] | None = Field(
         None, description="Load random-tiny models when the real ones cannot be had (the output is NOT speech)."
+    )
+    offline: bool = Field(
+        False,
+        description="Never contact the Hugging Face Hub: repo ids load from the local cache (HF_HOME) only "
+        "(HF_HUB_OFFLINE=1 in the model-loading replicas). Without it an unreachable hub is found out by one "
+        "short probe per replica process (pipeline.hub) and treated the same way.",
     )
     device: str = "cpu"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -75,8 +83,47 @@ class DeploymentOptions(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+DATA_DIR_ENV = "ZONOS_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.local/share/zonos-serve"
+
+
+def data_path(path: str) -> str:
+    """`path` (AppConfig.voices_db, or a backup's path) as the absolute path to open.
+
+    ":memory:" and absolute paths stay as they are (a leading ~ is expanded); a relative path is
+    resolved against $ZONOS_DATA_DIR when set, else ~/.local/share/zonos-serve (XDG's default place
+    for a user's application data; the store creates missing directories). Never against the working
+    directory: a Serve replica's is wherever Ray started it (a runtime_env's temporary copy of the
+    code, the node's session directory), which a redeploy or restart replaces, so a library there
+    would seem to vanish. Evaluated where the file is opened (the Voices replica), whose node's
+    environment and home directory count; ZONOS_DATA_DIR must itself be absolute (ValueError).
+    """
+    if path == ":memory:":
+        return path
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return str(given)
+    base = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    base_dir = Path(base).expanduser()
+    if not base_dir.is_absolute():
+        raise ValueError(f"{DATA_DIR_ENV} must be an absolute directory, got {base!r}")
+    return str(base_dir / given)
+
+
 # Given either, a deployment's options drop the other from its defaults (Serve refuses both at once).
 SCALING_OPTIONS = {"num_replicas", "autoscaling_config"}
+
+# Every deployment's defaults (Serve's own: 10 s, 30 s, 2 s). A replica whose actor dies is replaced
+# at its next health check, so the period bounds how long a crash goes unnoticed (~2 s, not ~10).
+# The timeout is for a replica that lives but does not answer (Serve restarts it after three in a
+# row): 10 s leaves a loaded event loop room, a wrongly restarted Generator drops every stream.
+# A stopping replica looks for the end of its in-flight requests every 0.5 s (it exits that much
+# sooner once idle); how long it may wait is AppConfig.graceful_shutdown_timeout_s.
+LIFECYCLE_DEFAULTS: dict[str, float] = {
+    "health_check_period_s": 2.0,
+    "health_check_timeout_s": 10.0,
+    "graceful_shutdown_wait_loop_s": 0.5,
+}
 
 
 class AppConfig(BaseModel):
@@ -97,16 +144,55 @@ class AppConfig(BaseModel):
         description="Requests in flight per ingress replica before 503: the app's own limit, checked by the "
         "Ingress; Serve's queue limit of each deployment is its options' max_queued_requests.",
     )
-    voices_db: str = Field("zonos-voices.sqlite3", description="SQLite file of the voice library (use a volume).")
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body (JSON or an upload) must arrive within this many seconds of the request's "
+        "start, or 408: a client that starts a body and stops does not hold a slot.",
+    )
+    max_segments_in_flight: int = Field(
+        4096,
+        ge=1,
+        description="Segments (Generator requests) in flight per ingress replica. A request is admitted as a unit "
+        "once split: all its segments fit, or it gets 503 + Retry-After before its first byte. Keep the "
+        "Generator's max_ongoing_requests + max_queued_requests (if limited) >= this x ingress replicas, so "
+        "the Generator never pushes back on an admitted request.",
+    )
+    voices_db: str = Field(
+        "zonos-voices.sqlite3",
+        min_length=1,
+        description="SQLite file of the voice library (put it on a volume). An absolute path (a leading ~ is "
+        "expanded) is used as is; a relative one is resolved on the Voices replica against $ZONOS_DATA_DIR when "
+        "that is set (an absolute directory), else ~/.local/share/zonos-serve, never the process's working "
+        "directory; the Voices replica logs the absolute path it opens. ':memory:' is a throwaway library.",
+    )
     default_response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    graceful_shutdown_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long a stopping replica (scale-down, update, node drain, shutdown) lets its in-flight "
+        "requests finish before Serve kills it; new requests are refused meanwhile (503 + Retry-After). "
+        "build_app gives it to every deployment whose options do not set their own. Keep Kubernetes' "
+        "terminationGracePeriodSeconds above it.",
+    )
 
     # Serve options, one field per deployment.
-    ingress: DeploymentOptions = DeploymentOptions(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
-    splitter: DeploymentOptions = DeploymentOptions(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
-    generator: DeploymentOptions = DeploymentOptions(max_ongoing_requests=512, ray_actor_options={"num_cpus": 1})
-    vocoder: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128, ray_actor_options={"num_cpus": 1})
+    ingress: DeploymentOptions = DeploymentOptions(
+        max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5}, **LIFECYCLE_DEFAULTS
+    )
+    splitter: DeploymentOptions = DeploymentOptions(
+        max_ongoing_requests=64, ray_actor_options={"num_cpus": 1}, **LIFECYCLE_DEFAULTS
+    )
+    generator: DeploymentOptions = DeploymentOptions(
+        max_ongoing_requests=512, ray_actor_options={"num_cpus": 1}, **LIFECYCLE_DEFAULTS
+    )
+    vocoder: DeploymentOptions = DeploymentOptions(
+        max_ongoing_requests=128, ray_actor_options={"num_cpus": 1}, **LIFECYCLE_DEFAULTS
+    )
     voices: DeploymentOptions = Field(
-        DeploymentOptions(num_replicas=1, max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5}),
+        DeploymentOptions(
+            num_replicas=1, max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5}, **LIFECYCLE_DEFAULTS
+        ),
         description="Keep one replica: it owns the SQLite file.",
     )
 

@@ -19,7 +19,8 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.metrics import Histogram
 
 from deployments.api import build_http_app
-from deployments.backend import MODEL_ID, BackendBusy, ModelCard, VoiceInfo
+from deployments.api.health import with_draining
+from deployments.backend import MODEL_ID, BackendBusy, Drain, ModelCard, VoiceInfo
 from deployments.config import AppConfig
 from deployments.ray_errors import raises_causes, replica_errors
 from pipeline.codec import SAMPLE_RATE, CodeSpan
@@ -44,6 +45,8 @@ class Ingress:
         self.config = config
         self.generator, self.vocoder, self.voices = generator, vocoder, voices
         self._inflight = 0
+        self._segments_in_flight = 0
+        self.draining = Drain.following_serve()  # set once Serve starts stopping this replica
         context_frames = await vocoder.context_frames.remote()
         self._steps = _RemoteSteps(splitter, generator, vocoder, self.config.engine.max_seq_len, context_frames)
         self._real_weights = all(
@@ -61,20 +64,22 @@ class Ingress:
         )
 
     def __serve_build_asgi_app__(self):
-        return build_http_app(self, self.config, echo_request_id=False)
+        return with_draining(build_http_app(self, self.config, echo_request_id=False))
 
     # ----------------------------------------------------------------------- the graph
 
     async def _pieces(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[AudioPiece]:
+        self.draining.admit()  # handle callers too: 503 BackendDraining once the replica is stopping
         if self._inflight >= self.config.max_queued_requests:
             raise BackendBusy(f"{self._inflight} requests in flight; try again shortly")
         self._inflight += 1
         started = time.perf_counter()
         first_audio, n_samples = None, 0
+        steps = _AdmittedSteps(self, request_id)
         try:
             with replica_errors(request_id):
                 logger.info("request %s: %d characters", request_id, len(request.text))
-                async for piece in stream_audio(request, self._steps):
+                async for piece in stream_audio(request, steps):
                     if first_audio is None and len(piece.samples):
                         first_audio = time.perf_counter() - started
                         self._ttfa.observe(first_audio)
@@ -82,6 +87,7 @@ class Ingress:
                     yield piece
         finally:
             self._inflight -= 1
+            steps.release()
         wall = time.perf_counter() - started
         self._rtf.observe(wall / max(n_samples / SAMPLE_RATE, 1e-9))
         logger.info("request %s: %.2f s of audio in %.2f s", request_id, n_samples / SAMPLE_RATE, wall)
@@ -156,19 +162,55 @@ class _RemoteSteps:
         self.splitter, self.generator, self.vocoder = splitter, generator.options(stream=True), vocoder
         self.max_seq_len, self.context_frames = max_seq_len, context_frames
 
+    # Each call raises as replica_errors says: a replica that died or pushes back -> BackendBusy,
+    # a StepUnavailable, which the request graph retries (pipeline.streaming: exact recovery).
+
+    @raises_causes
     async def split(self, request: SynthesisRequest) -> list[Segment]:
         return await self.splitter.split.remote(request)
 
     async def frames(self, request: GenerationRequest) -> AsyncIterator[FrameChunk]:
         stream = self.generator.generate.remote(request)
         try:
-            async for chunk in stream:
-                yield chunk
-        finally:  # cancelled or done: a Generator stream still running stops generating
-            stream.cancel()
+            with replica_errors():
+                async for chunk in stream:
+                    yield chunk
+        finally:  # cancelled, failed or done: a Generator stream still running stops generating
+            try:
+                stream.cancel()
+            except Exception as exc:  # Ray 2.60's cancel() re-raises the stream's own error
+                logger.debug("cancelling a Generator stream raised %r", exc)
 
+    @raises_causes
     async def decode(self, span: CodeSpan) -> np.ndarray:
         return await self.vocoder.decode.remote(*span)
+
+
+class _AdmittedSteps:
+    """One request's steps: the Ingress's `_RemoteSteps`, with admission of the request as a unit.
+
+    Once the text is split, all of its segments are reserved against `max_segments_in_flight` (or
+    BackendBusy, 503, before the first byte), and released when the request ends: an admitted
+    request never meets the app's own limit half way (issue 12)."""
+
+    def __init__(self, ingress: Ingress, request_id: str):
+        self.ingress, self.request_id, self.reserved = ingress, request_id, 0
+        steps = ingress._steps
+        self.max_seq_len, self.context_frames = steps.max_seq_len, steps.context_frames
+        self.frames, self.decode = steps.frames, steps.decode
+
+    async def split(self, request: SynthesisRequest) -> list[Segment]:
+        segments = await self.ingress._steps.split(request)
+        limit, in_flight = self.ingress.config.max_segments_in_flight, self.ingress._segments_in_flight
+        if in_flight + len(segments) > limit:
+            raise BackendBusy(f"{in_flight} segments in flight and this text has {len(segments)}; try again shortly")
+        self.ingress._segments_in_flight += len(segments)
+        self.reserved = len(segments)
+        return segments
+
+    def release(self) -> None:
+        self.ingress._segments_in_flight -= self.reserved
+        self.reserved = 0
 
 
 def _request_id() -> str:

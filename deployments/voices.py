@@ -1,23 +1,34 @@
 """Voices: the voice library. A clip in -> speaker embedding -> SQLite; one replica owns the file,
-so every other replica reads the same library, and it survives restarts (put it on a volume)."""
+so every other replica reads the same library, and it survives restarts (put it on a volume).
+
+`voices_db` is resolved by deployments.config.data_path (relative: under $ZONOS_DATA_DIR, else
+~/.local/share/zonos-serve; never the working directory) and logged at start. On graceful
+shutdown Serve calls `__del__`, which checkpoints the WAL into the main file and closes it.
+`backup(path)` writes a consistent snapshot while the replica serves.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from ray import serve
 from ray.serve.metrics import Gauge
 
-from deployments.config import ModelSources
+from deployments.config import ModelSources, data_path
 from deployments.models import load_with_fallback
 from pipeline.speaker import SpeakerEncoder
-from pipeline.voices import VoiceNotFoundError, VoiceStore
+from pipeline.voices import VoiceNotFoundError, VoiceStore, clean_voice_name
+
+logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment
 class Voices:
     def __init__(self, sources: ModelSources, voices_db: str):
-        self.store = VoiceStore(voices_db)
+        path = data_path(voices_db)
+        logger.info("voice library: %s (voices_db %r)", path, voices_db)
+        self.store = VoiceStore(path)
 
         def load(source: str) -> SpeakerEncoder:
             return SpeakerEncoder.from_pretrained(source, device=sources.device)
@@ -36,6 +47,9 @@ class Voices:
         return embedding.tolist()
 
     async def create(self, name: str, clip: bytes) -> dict:
+        """A new voice from a clip. The name is checked first (InvalidVoiceNameError), so a bad one
+        costs no decoding; DuplicateVoiceNameError when it is taken."""
+        name = clean_voice_name(name)
         embedding = await self.embed_clip(clip)
         return self.store.add(name, embedding).public()
 
@@ -60,3 +74,18 @@ class Voices:
         except VoiceNotFoundError:
             return False
         return True
+
+    def backup(self, path: str) -> str:
+        """Write a consistent snapshot of the library to a new file at `path` (a relative path as
+        voices_db's); returns its absolute path. Safe while the replica serves (VoiceStore.backup);
+        `path` is on this replica's node and must not exist."""
+        target = str(self.store.backup(data_path(path)))
+        logger.info("voice library backed up to %s", target)
+        return target
+
+    def __del__(self):
+        """Serve calls this on graceful shutdown (Python may again when collecting): checkpoint the
+        WAL into the main file and close it, so the file on the volume holds every voice alone."""
+        store = getattr(self, "store", None)  # absent when __init__ failed before opening it
+        if store is not None:
+            store.close()

@@ -2,7 +2,8 @@
 
 A source is one of
 - a local directory holding `config.json` and `model.safetensors` in the published layout,
-- a Hugging Face repo id (`Zyphra/Zonos-v0.1-transformer`; honours HF_HOME and HF_HUB_OFFLINE),
+- a Hugging Face repo id (`Zyphra/Zonos-v0.1-transformer`; honours HF_HOME and HF_HUB_OFFLINE, and
+  reads only the local cache, at once, when a short probe finds the hub unreachable: `pipeline.hub`),
 - `random-tiny` or `zonos-1.6b-random`: seeded random weights at the shapes in `RANDOM_SHAPES`.
   They run offline and output noise, never speech.
 

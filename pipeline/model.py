@@ -336,7 +336,9 @@ class CodebookTables:
     frame and scores all codebooks with one op each instead of nine (a copy of those weights: 2 x 9 x
     1026 x d elements, 76 MB for the published model in bf16; `pipeline.engine.capacity` counts it)."""
 
-    def __init__(self, model: ZonosModel):
+    def __init__(self, model: ZonosModel, row_tile: int = 1):
+        """`row_tile` > 1: `logits` runs the heads on a multiple of it rows (batch invariance)."""
+        self.row_tile = row_tile
         with torch.no_grad():
             self.embedding = torch.cat([emb.weight for emb in model.embeddings])  # [9 * 1026, d]
             self.heads = torch.stack([head.weight for head in model.heads]).transpose(1, 2).contiguous()  # [9, d, 1025]
@@ -349,7 +351,11 @@ class CodebookTables:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states [R, d] (any float dtype) -> fp32 logits [R, 9, 1026], MASK (1025) at -inf."""
-        logits = torch.matmul(hidden.to(self.dtype), self.heads).transpose(0, 1).float()
+        n_rows = len(hidden)
+        pad = -n_rows % self.row_tile
+        if pad:
+            hidden = F.pad(hidden, (0, 0, 0, pad))
+        logits = torch.matmul(hidden.to(self.dtype), self.heads).transpose(0, 1)[:n_rows].float()
         return F.pad(logits, (0, VOCAB_SIZE - HEAD_SIZE), value=float("-inf"))
 
 

@@ -13,6 +13,13 @@ Segments are read in text order and their audio joined by `SegmentJoiner`, so pi
 order, the first as soon as it is decoded. When the consumer stops early or a step fails, every
 segment stream still running is cancelled (its engine rows are aborted).
 
+Recovery: a step that fails transiently raises `StepUnavailable` (a worker died, restarts or is
+overloaded). The graph then makes the same call again, up to `RETRIES` times: a segment is
+re-submitted whole (its seed is fixed, and sampling is counter-based, so it repeats its tokens),
+the frames already passed on are checked against the repeat and skipped, and only new frames go
+on; a span's decode is repeated. So a recovered response carries the bytes an undisturbed run
+gives, or, when the repeat differs or the retries run out, fails visibly.
+
 Codes are int64 end to end: the engine samples them as int64, the codec's embedding takes int64,
 and a chunk of 16 frames is 1.2 KB against the 32 KB of float32 audio it decodes to, so a narrower
 type over Ray would save nothing worth two conversions. Inside the graph they are torch LongTensors
@@ -170,6 +177,23 @@ class SynthesisResult(BaseModel):
 
 # --------------------------------------------------------------------------- the steps
 
+RETRIES = 3  # further attempts of one segment's generation or one span's decode after StepUnavailable
+RETRY_BACKOFF_S = (0.2, 1.0, 3.0)  # wait before each further attempt
+
+
+class StepUnavailable(RuntimeError):
+    """A step's worker failed transiently (died, restarting, overloaded): the same call may
+    succeed if made again. `retry_after_s`: when a client should retry if the graph gives up."""
+
+    def __init__(self, message: str = "a model worker is unavailable; retry shortly", retry_after_s: float = 1.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RecoveryMismatch(StepUnavailable):
+    """A re-submitted segment did not repeat the frames already sent: the response cannot be exact.
+    Not retried within the request; a client's retry runs the text afresh."""
+
 
 class SynthesisSteps(Protocol):
     """Where the graph's work runs: in this process or in other deployments."""
@@ -211,7 +235,7 @@ async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> Asyn
     segments = await steps.split(request)
     queues: list[asyncio.Queue] = [asyncio.Queue() for _ in segments]
     pumps = [
-        asyncio.create_task(_pump(steps.frames(segment_request(request, segment, steps.max_seq_len)), queue))
+        asyncio.create_task(_pump(steps, segment_request(request, segment, steps.max_seq_len), queue))
         for segment, queue in zip(segments, queues, strict=True)
     ]
     joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
@@ -226,7 +250,7 @@ async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> Asyn
                 finished = chunk.finished
                 codes.append(chunk.frames)
                 span = spans.push(chunk.frames, last=finished)
-                samples = _SILENCE if span is None else await steps.decode(span)
+                samples = _SILENCE if span is None else await _decode(steps, span)
                 if finished:
                     timings[segment.index] = SegmentTiming(
                         index=segment.index,
@@ -247,14 +271,52 @@ async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> Asyn
         await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def _pump(frames: AsyncIterator[FrameChunk], queue: asyncio.Queue) -> None:
-    """Move one segment's chunks into its queue as they come: a failure goes in as the exception."""
-    try:
-        async for chunk in frames:
-            queue.put_nowait(chunk)
-        queue.put_nowait(RuntimeError("a segment's frame stream ended before its last chunk"))
-    except Exception as exc:
-        queue.put_nowait(exc)
+async def _pump(steps: SynthesisSteps, request: GenerationRequest, queue: asyncio.Queue) -> None:
+    """Move one segment's chunks into its queue as they come; a failure goes in as the exception.
+
+    On StepUnavailable the segment is generated again from the start (up to RETRIES times): the
+    frames already queued must come back identical (else RecoveryMismatch) and are skipped."""
+    sent = torch.zeros((N_CODEBOOKS, 0), dtype=torch.long)  # frames already queued
+    for attempt in range(RETRIES + 1):
+        try:
+            seen, finished = 0, False  # frames of this attempt so far; its last chunk came
+            async for chunk in steps.frames(request):
+                overlap = min(max(sent.shape[1] - seen, 0), chunk.frames.shape[1])
+                if not torch.equal(chunk.frames[:, :overlap], sent[:, seen : seen + overlap]):
+                    raise RecoveryMismatch(
+                        "a segment generated again after a worker failure did not repeat its first "
+                        f"{sent.shape[1]} frames; the response cannot continue exactly"
+                    )
+                seen += chunk.frames.shape[1]
+                new = chunk.frames[:, overlap:]
+                if new.shape[1] or chunk.finished:
+                    sent = torch.cat([sent, new], dim=1)
+                    queue.put_nowait(FrameChunk(chunk.request_id, new, chunk.finished, chunk.stop_reason))
+                finished = chunk.finished
+            if finished:
+                return
+            raise RuntimeError("a segment's frame stream ended before its last chunk")
+        except RecoveryMismatch as exc:
+            queue.put_nowait(exc)
+            return
+        except StepUnavailable as exc:
+            if attempt == RETRIES:
+                queue.put_nowait(exc)
+                return
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+        except Exception as exc:
+            queue.put_nowait(exc)
+            return
+
+
+async def _decode(steps: SynthesisSteps, span: CodeSpan) -> np.ndarray:
+    """`steps.decode(span)`, made again (up to RETRIES times) after StepUnavailable."""
+    for attempt in range(RETRIES):
+        try:
+            return await steps.decode(span)
+        except StepUnavailable:
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt])
+    return await steps.decode(span)
 
 
 async def _next_chunk(queue: asyncio.Queue) -> FrameChunk:

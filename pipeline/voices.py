@@ -4,6 +4,19 @@ Voices live in one SQLite file (standard library only) that survives restarts an
 several server processes: WAL lets readers run while one writes, and UNIQUE constraints keep names
 unique even across processes. Embeddings are stored as 128 little-endian float32 values, the
 precision the speaker conditioner uses, so what comes back is exactly the float32 of what went in.
+
+Voice names (`clean_voice_name`): surrounding whitespace is dropped, and what is left must be 1 to
+MAX_NAME_LENGTH (64) characters, each a letter (any script), a combining mark (so accents and
+scripts such as Devanagari work), a decimal digit, a space, '-', '_' or '.', with at least one
+letter or digit. The reason: a name stands in for an id in URLs (GET /v1/voices/{name}), so it
+must survive as one path segment: no '/', no '?' or '#', and no "." or ".." that clients rewrite.
+Only new names are checked: a voice stored under an older, looser rule is still listed, fetched
+by id or name, and deleted.
+
+Shutdown and backups: `close()` (or leaving a `with VoiceStore(...)` block) checkpoints the WAL
+into the main file, which then holds every voice on its own. While a store is open the recent
+writes live in the "-wal" file beside it, so copying the main file alone is not a backup; use
+`backup(path)` (SQLite's online backup: a consistent snapshot, safe while the server runs).
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 EMBEDDING_DIM = 128
-MAX_NAME_LENGTH = 100
+MAX_NAME_LENGTH = 64
 SCHEMA_VERSION = 1
 # Explicit byte order so a file written on one machine reads back the same on any other.
 _FLOAT32 = np.dtype("<f4")
@@ -35,6 +49,11 @@ CREATE TABLE IF NOT EXISTS voices (
 )
 """
 _COLUMNS = "id, name, created_at, embedding"
+NAME_RULE = (
+    f"1 to {MAX_NAME_LENGTH} letters (any script, accents included), digits, spaces, '-', '_' or '.', "
+    "with at least one letter or digit"
+)
+_NAME_PUNCTUATION = frozenset(" -_.")
 
 
 class VoiceNotFoundError(KeyError):
@@ -63,6 +82,10 @@ class DuplicateVoiceNameError(ValueError):
         return type(self), (self.name,)
 
 
+class InvalidVoiceNameError(ValueError):
+    """A new voice's name breaks the naming rule (NAME_RULE); the message says how, and the rule."""
+
+
 class VoiceInfo(BaseModel):
     """A library voice as APIs show it: everything but the embedding."""
 
@@ -83,13 +106,30 @@ class Voice(VoiceInfo):
         return self.model_dump(exclude={"embedding"})
 
 
-def _clean_name(name: Any) -> str:
+def clean_voice_name(name: Any) -> str:
+    """`name` without surrounding whitespace, if it is a valid voice name (the module docstring's
+    rule), else InvalidVoiceNameError saying which part of NAME_RULE it breaks."""
     if not isinstance(name, str):
-        raise ValueError(f"voice name must be a string, got {type(name).__name__}")
+        raise InvalidVoiceNameError(f"voice name must be a string, got {type(name).__name__}")
     cleaned = name.strip()
     if not 1 <= len(cleaned) <= MAX_NAME_LENGTH:
-        raise ValueError(f"voice name must be 1 to {MAX_NAME_LENGTH} characters after stripping, got {len(cleaned)}")
+        raise InvalidVoiceNameError(
+            f"voice name must be {NAME_RULE}; got {len(cleaned)} characters once surrounding whitespace is dropped"
+        )
+    for char in cleaned:
+        if not _name_char(char):
+            raise InvalidVoiceNameError(
+                f"voice name may not contain {char!r} (U+{ord(char):04X}): it must be {NAME_RULE}"
+            )
+    if not any(unicodedata.category(char)[0] == "L" or unicodedata.category(char) == "Nd" for char in cleaned):
+        raise InvalidVoiceNameError(f"voice name {cleaned!r} has no letter or digit: it must be {NAME_RULE}")
     return cleaned
+
+
+def _name_char(char: str) -> bool:
+    """Letters (L*), combining marks (M*), decimal digits (Nd), or one of " -_."."""
+    category = unicodedata.category(char)
+    return char in _NAME_PUNCTUATION or category[0] in "LM" or category == "Nd"
 
 
 def _embedding_bytes(embedding: Any) -> bytes:
@@ -120,12 +160,14 @@ class VoiceStore:
     """Voices in a SQLite file (or ":memory:"), safe to share between threads.
 
     One connection serves all threads, guarded by a lock: SQLite serializes writes anyway, and a
-    single connection is what keeps a ":memory:" database one database.
+    single connection is what keeps a ":memory:" database one database. Close it when done
+    (`close()`, or use it as a context manager): closing checkpoints the WAL into the main file.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
-        in_memory = self.path == ":memory:"
+        self._in_memory = in_memory = self.path == ":memory:"
+        self._closed = False
         if not in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: every statement is its own transaction unless we BEGIN one.
@@ -162,8 +204,9 @@ class VoiceStore:
             return self._conn.execute(sql, params).fetchall()
 
     def add(self, name: str, embedding: Any) -> Voice:
-        """Store a new voice under a fresh random id; the name is stripped and must be unused."""
-        name = _clean_name(name)
+        """Store a new voice under a fresh random id; the name is stripped, must follow NAME_RULE
+        (else InvalidVoiceNameError) and must be unused (else DuplicateVoiceNameError)."""
+        name = clean_voice_name(name)
         blob = _embedding_bytes(embedding)
         row = (f"voice_{secrets.token_hex(8)}", name, int(time.time()), blob)
         try:
@@ -175,7 +218,8 @@ class VoiceStore:
         return _voice(row)
 
     def get(self, ref: str) -> Voice:
-        """The voice with this id, else the one with exactly this name."""
+        """The voice with this id, else the one with exactly this name (not checked against
+        NAME_RULE, so voices named under an older rule are still found)."""
         # One statement, so a concurrent delete cannot fall between the two lookups; the id match sorts first.
         rows = self._query(
             f"SELECT {_COLUMNS} FROM voices WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1", (ref,)
@@ -199,9 +243,51 @@ class VoiceStore:
         if not deleted:
             raise VoiceNotFoundError(voice_id)
 
+    def backup(self, path: str | os.PathLike[str]) -> Path:
+        """Write a consistent snapshot of the whole library to a new SQLite file at `path`; returns its path.
+
+        Safe while the store is in use, by this or another process: it is SQLite's online backup
+        (`sqlite3.Connection.backup`), which copies a committed state of the database, WAL included,
+        whereas copying the main file alone misses what is still in the "-wal" file beside it. The
+        copy is a plain single file (rollback journal, not WAL) that `VoiceStore(path)` opens as a
+        library. `path` must not exist (a backup never overwrites, least of all the live file); the
+        snapshot is written to a temporary file beside it and renamed into place, so `path` never
+        holds half a backup.
+        """
+        target = Path(path)
+        if target.exists():
+            raise FileExistsError(f"backup target {target} exists; a backup never overwrites a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+        try:
+            copy = sqlite3.connect(partial)
+            try:
+                with self._lock:
+                    self._conn.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                copy.close()
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
     def close(self) -> None:
+        """Checkpoint the WAL into the main file (PRAGMA wal_checkpoint(TRUNCATE)) and close.
+
+        After this the main file holds every voice on its own and the "-wal" file is empty, so a
+        file copy or a crash of another process sharing the library loses nothing. Closing twice
+        is a no-op (the Voices deployment closes from `__del__`, which may run more than once).
+        """
         with self._lock:
-            self._conn.close()
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if not self._in_memory:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
 
     def __enter__(self) -> VoiceStore:
         return self

@@ -15,7 +15,9 @@ def test_a_deployment_not_named_keeps_its_defaults():
 
 def test_given_options_replace_the_defaults_key_by_key_and_dicts_whole():
     given = {"max_ongoing_requests": 384, "ray_actor_options": {"num_gpus": 1}}
-    assert AppConfig.model_validate({"generator": given}).generator.serve_options() == given
+    options = AppConfig.model_validate({"generator": given}).generator.serve_options()
+    assert options == DEFAULTS.generator.serve_options() | given
+    assert options["ray_actor_options"] == {"num_gpus": 1}  # whole: the default's num_cpus is gone
     config = AppConfig.model_validate({"ingress": {"max_queued_requests": 100}})
     assert config.ingress.serve_options() == DEFAULTS.ingress.serve_options() | {"max_queued_requests": 100}
 

@@ -66,7 +66,9 @@ def test_bytes_per_row_of_the_published_config():
 
 def test_bytes_per_row_match_what_the_engine_allocates(engine):
     """The formula against the tensors: KV cache and the runner's per-slot state."""
-    fresh = ZonosEngine(engine.model, EngineConfig(max_rows=6, max_seq_len=512))
+    fresh = ZonosEngine(engine.model, EngineConfig(max_rows=6, max_seq_len=512, deterministic=False))
+    padded = ZonosEngine(engine.model, EngineConfig(max_rows=6, max_seq_len=512))  # deterministic: rows to 8
+    assert padded.runner.cache.max_rows == 8 and padded.scheduler.rows.max_rows == padded.max_rows == 6
     runner = fresh.runner
     slots = runner.slots
     kv = sum(t.numel() * t.element_size() for t in (runner.cache.k, runner.cache.v))
@@ -159,7 +161,7 @@ def test_a_numbered_max_rows_never_reads_free_memory(engine, monkeypatch):
 
     monkeypatch.setattr(capacity_module, "free_memory", unreachable)
     fixed = ZonosEngine(engine.model, EngineConfig(max_rows=10, max_seq_len=512))
-    assert fixed.max_rows == fixed.stats().max_rows == fixed.runner.cache.max_rows == 10
+    assert fixed.max_rows == fixed.stats().max_rows == fixed.scheduler.rows.max_rows == 10
     assert not fixed.capacity.auto
 
 

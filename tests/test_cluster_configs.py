@@ -344,6 +344,30 @@ def test_rayservice_pods_mount_what_they_name():
                 assert volume["persistentVolumeClaim"]["claimName"] in claims, volume
 
 
+def test_pods_outlast_the_replicas_grace_period():
+    """Kubernetes waits terminationGracePeriodSeconds before SIGKILL: every pod's is above the
+    replicas' graceful_shutdown_timeout_s. A worker pod's preStop hook drains its Ray node (Serve
+    moves its replicas, stopping them gracefully by the drain's deadline minus the grace period),
+    so its deadline is at least the grace period and inside the pod's own."""
+    app = app_config(SERVE_CONFIGS[RAYSERVICE_CONFIG])
+    grace = max(
+        [app.graceful_shutdown_timeout_s]
+        + [o.graceful_shutdown_timeout_s or 0 for o in deployments_of(SERVE_CONFIGS[RAYSERVICE_CONFIG]).values()]
+    )
+    cluster = rayservice()["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        spec = group["template"]["spec"]
+        name = group.get("groupName", "head")
+        assert spec["terminationGracePeriodSeconds"] > grace, name
+        if group is cluster["headGroupSpec"]:
+            continue
+        (container,) = spec["containers"]
+        (shell,) = [c for c in container["lifecycle"]["preStop"]["exec"]["command"] if "ray drain-node" in c]
+        deadline = int(re.search(r"--deadline-remaining-seconds (\d+)", shell).group(1))
+        assert grace <= deadline < spec["terminationGracePeriodSeconds"], name
+        assert "DRAIN_NODE_REASON_PREEMPTION" in shell, name
+
+
 def groups_declaring(resource: str) -> list[dict]:
     return [g for g in worker_groups().values() if resource in kuberay_resources(g)]
 

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import io
+import os
 import re
 import socket
 import time
@@ -17,6 +18,7 @@ from ray import serve
 
 from conftest import DATA
 from deployments.app import APP_NAME, build_app
+from deployments.request_ids import PROXY_CALLBACK
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 TEXT = "Hello there. This is a short test of the server."
@@ -32,6 +34,7 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     """Ray and the zonos-tts app, once per test session: the fixture LM (it emits EOS) + tiny codec/speaker."""
     port = _free_port()
+    os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = PROXY_CALLBACK  # the proxy validates X-Request-ID
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = {
@@ -297,3 +300,51 @@ def test_handles_from_a_second_application(server):
         assert sum(p[1] for p in pieces) == n_samples  # same seed: the same audio, streamed
     finally:
         serve.delete("caller")
+
+
+def _generator_replica() -> str:
+    """The name of the Generator replica's actor (Serve names replicas "SERVE_REPLICA::app#deployment#id")."""
+    names = [
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#Generator#")
+    ]
+    (name,) = names
+    return name
+
+
+def test_a_generator_crash_mid_stream_is_recovered_to_the_exact_bytes(server):
+    """Issue 12: the Generator replica dies while a seeded pcm stream is half sent. The request's
+    unfinished segments are re-submitted to the replacement replica (counter-based sampling
+    repeats them) and the client gets exactly the bytes of an undisturbed run, then a normal end."""
+    text = " ".join(f"Sentence number {n} is here and it keeps going for a while." for n in range(1, 9))
+    body = {"text": text, "response_format": "pcm", "seed": 5}
+    calm = requests.post(f"{server}/v1/tts", json=body, timeout=300)
+    assert calm.status_code == 200 and len(calm.content) > 0
+    before = _generator_replica()
+    with requests.post(f"{server}/v1/tts", json=body, stream=True, timeout=300) as response:
+        chunks = response.iter_content(chunk_size=None)
+        received = [next(chunks)]
+        ray.kill(ray.get_actor(before, namespace="serve"), no_restart=True)
+        received += list(chunks)  # raises ChunkedEncodingError if the stream were cut
+    assert b"".join(received) == calm.content
+    deadline = time.monotonic() + 120
+    while True:  # the replacement serves, under another actor id
+        try:
+            if _generator_replica() != before:
+                break
+        except ValueError:  # none (or old and new) listed
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert requests.post(f"{server}/v1/tts", json=body, timeout=300).content == calm.content
+
+
+def test_an_invalid_request_id_is_replaced_by_one_id_everywhere(server):
+    """Serve's proxy echoes X-Request-ID unvalidated unless our guard runs there first: an id with
+    spaces and quotes comes back replaced, and the replica's log carries that same id."""
+    response = requests.get(f"{server}/v1/models", headers={"X-Request-ID": 'bad id "with quotes"'}, timeout=30)
+    rid = response.headers["X-Request-ID"]
+    assert rid != 'bad id "with quotes"' and re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", rid)
+    good = requests.get(f"{server}/v1/models", headers={"X-Request-ID": "client-id_1.2:3"}, timeout=30)
+    assert good.headers["X-Request-ID"] == "client-id_1.2:3"

@@ -5,7 +5,10 @@ import asyncio
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pipeline import streaming
 from pipeline.audio import join_segments
 from pipeline.codec import HOP_LENGTH, SAMPLE_RATE
 from pipeline.engine import FrameChunk, GenerationRequest
@@ -13,6 +16,9 @@ from pipeline.model import N_CODEBOOKS
 from pipeline.segment import Segment
 from pipeline.streaming import (
     CHUNK_FRAMES,
+    RETRIES,
+    RecoveryMismatch,
+    StepUnavailable,
     SynthesisRequest,
     collect,
     in_chunks,
@@ -186,3 +192,77 @@ def test_in_chunks_regroups_frames_and_ends_with_the_rest():
     assert asyncio.run(_sizes(in_chunks(_chunks([0])))) == [(0, True)]  # ended at once: an empty last chunk
     assert asyncio.run(_sizes(in_chunks(_chunks([20, 1, 1]), size=CHUNK_FRAMES))) == [(20, False), (2, True)]
     assert asyncio.run(_sizes(in_chunks(_chunks([1] * 40), size=None))) == [(40, True)]
+
+
+class FlakySteps(FakeSteps):
+    """FakeSteps whose workers fail transiently: segment i's first attempts raise StepUnavailable
+    after `cut[i]` chunks (`failing[i]` attempts in a row); decode call numbers in `decode_cuts`
+    raise it once. `repeat_code` makes a re-submitted segment come back with other codes."""
+
+    def __init__(self, lengths, chunk, cut, failing, decode_cuts=(), repeat_code=None):
+        super().__init__(lengths, delays=[0.0] * len(lengths), chunk=chunk)
+        self.cut, self.failing, self.decode_cuts, self.repeat_code = cut, failing, set(decode_cuts), repeat_code
+        self.attempts = [0] * len(lengths)
+
+    async def frames(self, request):
+        index = TEXTS.index(request.text)
+        attempt = self.attempts[index]
+        self.attempts[index] += 1
+        n_chunks = 0
+        async for chunk in super().frames(request):
+            if attempt < self.failing[index] and n_chunks == self.cut[index]:
+                raise StepUnavailable("the generator replica died")
+            if attempt > 0 and self.repeat_code is not None:
+                other = torch.full_like(chunk.frames, self.repeat_code)
+                chunk = FrameChunk(chunk.request_id, other, chunk.finished, chunk.stop_reason)
+            n_chunks += 1
+            yield chunk
+
+    async def decode(self, span):
+        self.decodes += 1
+        if self.decodes in self.decode_cuts:
+            raise StepUnavailable("the vocoder replica died")
+        codes, a, b = span
+        return np.repeat(codes[0, a:b].numpy().astype(np.float32) + 1, HOP_LENGTH)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(streaming, "RETRY_BACKOFF_S", (0.0,) * RETRIES)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 25), min_size=3, max_size=3),
+    chunk=st.integers(1, 6),
+    cut=st.lists(st.integers(0, 6), min_size=3, max_size=3),
+    failing=st.lists(st.integers(0, RETRIES), min_size=3, max_size=3),
+    decode_cuts=st.sets(st.integers(1, 12), max_size=3),
+)
+def test_transient_failures_are_recovered_to_the_exact_undisturbed_audio(lengths, chunk, cut, failing, decode_cuts):
+    """Any segment may lose its worker after any chunk, up to RETRIES attempts in a row, and any
+    decode may fail once: the audio equals the undisturbed run's, sample for sample."""
+    streaming.RETRY_BACKOFF_S, saved = (0.0,) * RETRIES, streaming.RETRY_BACKOFF_S
+    try:
+        request = SynthesisRequest(text=" ".join(TEXTS), seed=3, pause_ms=10)
+        calm = _pieces(request, FakeSteps(lengths, delays=[0.0] * 3, chunk=chunk))
+        flaky = FlakySteps(lengths, chunk, cut, failing, decode_cuts)
+        pieces = _pieces(request, flaky)
+    finally:
+        streaming.RETRY_BACKOFF_S = saved
+    assert np.array_equal(np.concatenate([p.samples for p in pieces]), np.concatenate([p.samples for p in calm]))
+    assert [p.timing.n_frames for p in pieces if p.segment_done] == lengths
+
+
+def test_a_worker_that_stays_down_fails_the_stream_visibly(no_backoff):
+    steps = FlakySteps([20, 20, 20], chunk=2, cut=[1, 0, 0], failing=[RETRIES + 1, 0, 0])
+    with pytest.raises(StepUnavailable, match="replica died"):
+        _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)
+    assert steps.attempts[0] == RETRIES + 1
+    assert all(steps.ended.get(i) != "finished" or i != 0 for i in range(3))
+
+
+def test_a_repeat_that_differs_is_not_spliced_in(no_backoff):
+    steps = FlakySteps([20, 4, 4], chunk=2, cut=[3, 0, 0], failing=[1, 0, 0], repeat_code=7)
+    with pytest.raises(RecoveryMismatch, match="did not repeat"):
+        _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)

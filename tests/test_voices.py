@@ -1,8 +1,12 @@
-"""Voice library: add/get/list/delete, validation, persistence, threads and the float32 round trip."""
+"""Voice library: add/get/list/delete, validation, the name rule, persistence, shutdown checkpoint,
+backups, threads and the float32 round trip."""
 
+import os
+import pickle
 import re
 import sqlite3
 import threading
+import unicodedata
 from contextlib import closing
 
 import numpy as np
@@ -14,9 +18,11 @@ from hypothesis import strategies as st
 from pipeline.voices import (
     EMBEDDING_DIM,
     DuplicateVoiceNameError,
+    InvalidVoiceNameError,
     Voice,
     VoiceNotFoundError,
     VoiceStore,
+    clean_voice_name,
 )
 
 
@@ -98,14 +104,222 @@ def test_duplicate_name(store):
     assert len(store.list()) == 1
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101, None, 7])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 65, None, 7])
 def test_bad_names(store, name):
     with pytest.raises(ValueError, match="voice name"):
         store.add(name, embedding())
 
 
 def test_longest_name(store):
-    assert store.add("x" * 100, embedding()).name == "x" * 100
+    assert store.add("x" * 64, embedding()).name == "x" * 64
+    assert store.add(" " + "y" * 64 + "\n", embedding()).name == "y" * 64  # the 64 count after stripping
+
+
+# --------------------------------------------------------------------------- the name rule
+
+# Written out here, not taken from pipeline.voices: letters of any script, combining marks, decimal
+# digits, and four ASCII characters.
+NAME_CATEGORIES = ["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"]
+NAME_EXTRAS = " -_."
+letters_or_digits = st.characters(categories=["Lu", "Ll", "Lt", "Lm", "Lo", "Nd"])
+name_chars = st.characters(categories=NAME_CATEGORIES, include_characters=NAME_EXTRAS)
+# anything else: '/', '?', '#', '%', tabs, newlines, NBSP, emoji, symbols, other punctuation, ...
+forbidden_chars = st.characters(exclude_categories=NAME_CATEGORIES, exclude_characters=NAME_EXTRAS)
+
+
+@st.composite
+def valid_names(draw) -> str:
+    """1-64 characters of the rule's alphabet, not starting or ending with a space (nothing to strip)."""
+    first = draw(letters_or_digits)
+    middle = draw(st.text(name_chars, max_size=62))
+    last = draw(st.text(letters_or_digits, max_size=1))
+    return first + (middle + last if last else middle.rstrip(" "))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=valid_names())
+def test_valid_names_are_kept_as_given(name):
+    assert clean_voice_name(name) == name
+    assert clean_voice_name(f"  {name}\t") == name
+    with VoiceStore(":memory:") as store:
+        voice = store.add(name, embedding())
+        assert store.get(name) == voice and voice.name == name
+
+
+@settings(max_examples=200, deadline=None)
+@given(left=valid_names(), bad=forbidden_chars, right=valid_names())
+def test_a_forbidden_character_anywhere_inside_is_refused(left, bad, right):
+    name = left[:31] + bad + right[:32]  # inside: a letter or digit on each side, so stripping keeps it
+    with pytest.raises(InvalidVoiceNameError, match=re.escape(f"U+{ord(bad):04X}")) as error:
+        clean_voice_name(name)
+    assert "letters" in str(error.value) and "'-', '_' or '.'" in str(error.value)  # the message names the rule
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.text(name_chars, min_size=65, max_size=200).filter(lambda n: len(n.strip()) > 64))
+def test_names_over_64_characters_are_refused(name):
+    with pytest.raises(InvalidVoiceNameError, match="1 to 64"):
+        clean_voice_name(name)
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.text(st.sampled_from(NAME_EXTRAS) | st.characters(categories=["Mn", "Mc", "Me"]), min_size=1))
+def test_a_name_needs_a_letter_or_digit(name):
+    with pytest.raises(InvalidVoiceNameError):
+        clean_voice_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["Zoë", "Zoe\u0308", "Ærøskøbing", "東京", "हिन्दी", "Dr. Who", "voice_01-b", "Ana María 2", "٣"]
+)
+def test_names_of_any_script(store, name):
+    assert unicodedata.category(name[0])[0] in "LN"
+    assert store.add(name, embedding()).name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("a/b", "'/'"),
+        ("../etc", "'/'"),
+        (".", "no letter or digit"),
+        ("..", "no letter or digit"),
+        ("- _ .", "no letter or digit"),
+        ("tab\there", "'\\t'"),
+        ("new\nline", "'\\n'"),
+        ("a\u00a0b", "U+00A0"),  # a no-break space is not a space
+        ("why?", "'?'"),
+        ("#1", "'#'"),
+        ("a%2Fb", "'%'"),
+        ("smile 😀", "U+1F600"),
+        ("x²", "U+00B2"),  # a digit, but not a decimal one
+    ],
+)
+def test_names_refused_say_why(store, name, says):
+    with pytest.raises(InvalidVoiceNameError) as error:
+        store.add(name, embedding())
+    assert says in str(error.value)
+    assert store.list() == []
+
+
+def test_invalid_name_error_crosses_processes():
+    error = pickle.loads(pickle.dumps(InvalidVoiceNameError("voice name may not contain '/'")))
+    assert isinstance(error, ValueError) and str(error) == "voice name may not contain '/'"
+
+
+def test_voices_named_under_an_older_rule_still_work(tmp_path):
+    """A file written before the rule may hold names it now refuses: listed, found, deleted as before."""
+    path = tmp_path / "voices.db"
+    with VoiceStore(path) as store:
+        kept = store.add("kept", embedding(1))
+    legacy = [("voice_00000000000000a1", "a/b"), ("voice_00000000000000a2", "x" * 100), ("voice_00000000000000a3", "?")]
+    with closing(sqlite3.connect(path)) as conn, conn:
+        blob = np.asarray(embedding(2), np.float32).tobytes()
+        conn.executemany(
+            "INSERT INTO voices (id, name, created_at, embedding) VALUES (?, ?, 1, ?)",
+            [(id_, name, blob) for id_, name in legacy],
+        )
+    with VoiceStore(path) as store:
+        assert [(v.id, v.name) for v in store.list()] == [(kept.id, "kept"), *legacy]
+        for id_, name in legacy:
+            assert store.get(id_).name == store.get(name).name == name
+            assert store.embedding(name) == embedding(2)
+        store.delete("voice_00000000000000a1")
+        assert [v.name for v in store.list()] == ["kept", "x" * 100, "?"]
+        with pytest.raises(InvalidVoiceNameError):  # but no new voice may take such a name
+            store.add("c/d", embedding(3))
+
+
+# --------------------------------------------------------------------------- shutdown checkpoint and backups
+
+
+def wal_size(path) -> int:
+    wal = f"{path}-wal"
+    return os.path.getsize(wal) if os.path.exists(wal) else 0
+
+
+def test_close_checkpoints_the_wal_into_the_main_file(tmp_path):
+    path = tmp_path / "voices.db"
+    with VoiceStore(path) as other:  # another process's connection keeps the WAL file in place
+        store = VoiceStore(path)
+        voices = [store.add(f"v{i}", embedding(i)) for i in range(3)]
+        assert wal_size(path) > 0  # the voices are still in the WAL
+        store.close()
+        assert wal_size(path) == 0  # TRUNCATE: all of it is in the main file now
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())  # the main file alone, as a file copy takes it
+        with closing(sqlite3.connect(copy)) as conn:
+            assert [row[0] for row in conn.execute("SELECT name FROM voices ORDER BY seq")] == ["v0", "v1", "v2"]
+        assert other.list() == voices
+
+
+def test_close_twice_and_use_after_close(tmp_path):
+    store = VoiceStore(tmp_path / "voices.db")
+    store.close()
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.list()
+    VoiceStore(":memory:").close()
+
+
+def test_backup_is_a_consistent_single_file_library(tmp_path):
+    with VoiceStore(tmp_path / "live.db") as store:
+        voices = [store.add(f"v{i}", embedding(i)) for i in range(5)]
+        store.delete(voices[1].id)
+        assert wal_size(tmp_path / "live.db") > 0  # the recent writes are in the WAL, not the main file
+        target = tmp_path / "backups" / "2024-01-01.db"
+        assert store.backup(target) == target
+        store.add("after", embedding(9))  # later writes are not in the snapshot
+        assert sorted(os.listdir(target.parent)) == [target.name]  # no temporary file, no -wal
+        with closing(sqlite3.connect(target)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        with VoiceStore(target) as restored:
+            assert restored.list() == [voices[0], *voices[2:]]
+
+
+def test_backup_never_overwrites(tmp_path):
+    path = tmp_path / "voices.db"
+    with VoiceStore(path) as store:
+        store.add("Alice", embedding(1))
+        with pytest.raises(FileExistsError):
+            store.backup(path)  # least of all the live file
+        existing = tmp_path / "old-backup.db"
+        existing.write_bytes(b"an older backup")
+        with pytest.raises(FileExistsError):
+            store.backup(existing)
+        assert existing.read_bytes() == b"an older backup"
+        assert store.get("Alice").embedding == embedding(1)
+    assert sorted(os.listdir(tmp_path)) == ["old-backup.db", "voices.db"]
+
+
+def test_backup_of_an_in_memory_store(store, tmp_path):
+    voice = store.add("Alice", embedding(1))
+    with VoiceStore(store.backup(tmp_path / "mem.db")) as restored:
+        assert restored.list() == [voice]
+
+
+def test_backup_while_other_threads_write(tmp_path):
+    with VoiceStore(tmp_path / "live.db") as store:
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                store.add(f"w{i}", embedding(i))
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            targets = [store.backup(tmp_path / f"b{n}.db") for n in range(5)]
+        finally:
+            stop.set()
+            thread.join()
+        for target in targets:
+            with VoiceStore(target) as restored:
+                names = [voice.name for voice in restored.list()]
+            assert names == [f"w{i}" for i in range(len(names))]  # a prefix: each snapshot is one moment
 
 
 @pytest.mark.parametrize(

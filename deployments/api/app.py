@@ -15,8 +15,6 @@ Every error, Starlette's own 404 and 405 included, is a JSON body in OpenAI's sh
 
 from __future__ import annotations
 
-import logging
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -25,12 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from deployments.api import health, native, openai, voices
-from deployments.api.context import RequestContextMiddleware, request_id
+from deployments.api.context import RequestContextMiddleware
 from deployments.api.errors import ApiError, http_error
 from deployments.backend import SpeechBackend
 from deployments.config import AppConfig
-
-logger = logging.getLogger(__name__)
 
 ROUTES = [
     Route("/v1/audio/speech", openai.create_speech, methods=["POST"]),
@@ -64,6 +60,4 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 async def _on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    if exc.status >= 500:
-        logger.warning("request %s: %d %s", request_id(request), exc.status, exc.message)
-    return exc.response()
+    return exc.response()  # the request middleware (context.py) logs it once, with its level

@@ -12,13 +12,17 @@
   upload_too_large. A declared Content-Length over the limit is refused before reading.
 - Forms: multipart/form-data; each part at most once (422 duplicate_field), none unknown (422
   extra_forbidden); a malformed body is 400 invalid_multipart.
+- Time: a body (JSON or form) must arrive within config.body_timeout_s, else 408 request_timeout,
+  so a client that starts a body and stops does not hold a slot (issue 12).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -28,6 +32,8 @@ from starlette.types import Message
 from deployments.api import context
 from deployments.api.errors import ApiError
 from deployments.config import AppConfig
+
+T = TypeVar("T")
 
 _MIB = 1024 * 1024
 
@@ -47,7 +53,7 @@ async def json_body(request: Request, text_field: str) -> dict:
     if not _is_json(media_type(request)):
         raise _wrong_content_type(request, "application/json")
     config = context.config(request)
-    body = parse_json_object(await _read_body(request, json_limit(config)))
+    body = parse_json_object(await _within_body_timeout(_read_body(request, json_limit(config)), config))
     check_text_length(body, text_field, config)
     return body
 
@@ -132,7 +138,9 @@ async def form_fields(request: Request, allowed: set[str]) -> dict[str, str | by
         return message
 
     try:
-        form = await Request(request.scope, receive).form(max_files=4, max_fields=16, max_part_size=limit)
+        form = await _within_body_timeout(
+            Request(request.scope, receive).form(max_files=4, max_fields=16, max_part_size=limit), config
+        )
     except HTTPException as exc:
         raise ApiError(400, f"malformed multipart body: {exc.detail}", code="invalid_multipart") from None
     try:
@@ -187,6 +195,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _within_body_timeout(reading: Awaitable[T], config: AppConfig) -> T:
+    """`reading` (the body, as it arrives), or 408 request_timeout once config.body_timeout_s have passed."""
+    try:
+        async with asyncio.timeout(config.body_timeout_s):
+            return await reading
+    except TimeoutError:
+        raise ApiError(
+            408, f"the request body did not arrive within {config.body_timeout_s:g} s", code="request_timeout"
+        ) from None
 
 
 def _reject_constant(name: str) -> Any:

@@ -26,7 +26,8 @@ Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
 | 422    | text with nothing to speak once cleaned              | invalid_request_error | nothing_to_speak          |
 | 422    | a request the pipeline refuses before any audio      | invalid_request_error | invalid_value,            |
 |        | (a backend ValueError; a language whose extra is     |                       | language_unavailable      |
-|        | not installed); bad voice name                       |                       |                           |
+|        | not installed); a voice name against the naming      |                       |                           |
+|        | rule (param `name`, the message names the rule)      |                       |                           |
 | 503    | backend queues full (Retry-After: seconds, >= 1)     | server_error          | server_busy               |
 | 503    | /readyz before the models are loaded                 | server_error          | not_ready                 |
 | 504    | backend timed out, or past config.request_timeout_s  | server_error          | timeout                   |
@@ -34,6 +35,11 @@ Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
 
 `backend_error` is the only place a backend's exception becomes an API error; every route and
 stream goes through it (`backend_errors()` / `call_backend()`), naming the request's own fields.
+
+An error's response (`ApiError.response()`) leaves the ApiError in the request's scope state
+(`API_ERROR_STATE`), so that the request middleware (context.py) logs each error response once,
+with its code and message: 4xx at INFO, 5xx at WARNING, never a traceback, since these are
+answers the app meant to give. Only an unexpected exception (the 500) is logged with one.
 """
 
 from __future__ import annotations
@@ -48,12 +54,16 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
-from deployments.backend import BackendBusy
+from pipeline.streaming import StepUnavailable
 from pipeline.text import MissingExtraError, NothingToSpeakError
-from pipeline.voices import DuplicateVoiceNameError
+from pipeline.voices import DuplicateVoiceNameError, InvalidVoiceNameError
 
 T = TypeVar("T")
+
+# where a sent error response leaves its ApiError: the key in the request's scope["state"]
+API_ERROR_STATE = "api_error"
 
 # the code of a Starlette HTTPException (routing's 404 and 405, the form parser's 400, ...) by status
 _STATUS_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -85,7 +95,20 @@ class ApiError(Exception):
         return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.body()}, status_code=self.status, headers=self.headers)
+        """The JSON response; sending it records this error in the request's scope for the log line."""
+        return _ErrorResponse(self)
+
+
+class _ErrorResponse(JSONResponse):
+    """An ApiError's response, which leaves the error in scope["state"][API_ERROR_STATE] when sent."""
+
+    def __init__(self, error: ApiError):
+        super().__init__({"error": error.body()}, status_code=error.status, headers=error.headers)
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})[API_ERROR_STATE] = self.error
+        await super().__call__(scope, receive, send)
 
 
 def validation_error(error: ValidationError) -> ApiError:
@@ -119,29 +142,35 @@ def backend_error(
 
     | raised                                  | when                  | status | code                 | param      |
     |-----------------------------------------|-----------------------|--------|----------------------|------------|
-    | deployments.backend.BackendBusy         | always                | 503    | server_busy          | -          |
+    | pipeline.streaming.StepUnavailable      | always                | 503    | server_busy          | -          |
+    |   (BackendBusy: queues full, a replica  |                       |        |                      |            |
+    |   down; retries exhausted; a recovery   |                       |        |                      |            |
+    |   that could not be exact)              |                       |        |                      |            |
     | TimeoutError (the backend's, or the     | always                | 504    | timeout              | -          |
     |   request's deadline)                   |                       |        |                      |            |
     | pipeline.voices.DuplicateVoiceNameError | always                | 409    | voice_exists         | name       |
+    | pipeline.voices.InvalidVoiceNameError   | always                | 422    | invalid_value        | name       |
     | ValueError (InvalidAudioError)          | clip_param: a clip    | 422    | invalid_audio        | clip_param |
     | pipeline.text.NothingToSpeakError       | text_param: synthesis | 422    | nothing_to_speak     | text_param |
     | pipeline.text.MissingExtraError         | text_param: synthesis | 422    | language_unavailable | language   |
     | ValueError                              | text_param: synthesis | 422    | invalid_value        | -          |
 
-    503 carries Retry-After: the error's retry_after_s rounded up, at least 1 s. text_param is the
+    503 carries Retry-After (the error's retry_after_s rounded up, at least 1 s), retry-after-ms
+    and x-should-retry: true (the openai SDK's retry hints). text_param is the
     field holding the text (`input` on OpenAI's route, `text` on /v1/tts); clip_param the form part
     holding the clip (`file`). A stream that has started passes neither: its status is sent already,
     and the error only names what went wrong in an SSE error event.
     """
-    if isinstance(error, BackendBusy):
-        retry_after = str(max(1, math.ceil(getattr(error, "retry_after_s", 1.0) or 1.0)))
-        return ApiError(
-            503, str(error) or "the server is busy", code="server_busy", headers={"Retry-After": retry_after}
-        )
+    if isinstance(error, StepUnavailable):  # BackendBusy, a worker that stayed down, a recovery that was not exact
+        retry_after = max(1, math.ceil(getattr(error, "retry_after_s", 1.0) or 1.0))
+        headers = {"Retry-After": str(retry_after), "retry-after-ms": str(1000 * retry_after), "x-should-retry": "true"}
+        return ApiError(503, str(error) or "the server is busy", code="server_busy", headers=headers)
     if isinstance(error, TimeoutError):
         return ApiError(504, "the request took too long; try a shorter text or retry later", code="timeout")
     if isinstance(error, DuplicateVoiceNameError):
         return ApiError(409, str(error), param="name", code="voice_exists")
+    if isinstance(error, InvalidVoiceNameError):  # a ValueError too: caught before the clip rule below
+        return ApiError(422, str(error), param="name", code="invalid_value")
     if clip_param is not None and isinstance(error, ValueError):
         return ApiError(422, f"{clip_param}: {_message(error)}", param=clip_param, code="invalid_audio")
     if text_param is None:

@@ -7,9 +7,12 @@ at 44.1 kHz (not OpenAI's 24 kHz).
 Streaming: the first chunk of audio is awaited (and encoded) before the response starts, so
 anything that fails early - busy, timeout, a request the model can't take (a ValueError from the
 backend, 422) - gets its status (errors.backend_error). Once bytes are sent the status can't
-change: a later failure is logged and ends the stream early (SSE streams get a final
-`{"type": "error", "error": {...}}` event instead of speech.audio.done: 503 server_busy, 504
-timeout, anything else 500 internal_error). `audio_file_response` buffers the whole file instead,
+change. A later failure that the request graph could not recover (pipeline.streaming retries a
+failed worker's segment and skips what was sent) FAILS VISIBLY: a raw audio stream is cut without
+its terminating chunk (`IncompleteStream`: curl exits 18, httpx/requests raise an incomplete-read
+error), an SSE stream ends with a `{"type": "error", "error": {...}}` event instead of
+speech.audio.done (503 server_busy, 504 timeout, anything else 500 internal_error).
+`audio_file_response` buffers the whole file instead,
 so any failure still gets its status. When a response ends for any reason (done, failed, client
 gone), the backend's iterator is closed (`aclose()`), which is how the backend learns to stop.
 
@@ -37,7 +40,7 @@ from deployments.api.errors import ApiError, backend_error, backend_errors
 from pipeline.audio import MEDIA_TYPES, SAMPLE_RATE, StreamingEncoder, encode_audio
 from pipeline.synthesis import SynthesisRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("ray.serve")  # Serve's replica log
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
@@ -138,9 +141,12 @@ async def _stream_body(
             yield _sse({"type": "speech.audio.done"})
     except Exception as exc:
         error = backend_error(exc) or ApiError(500, "audio generation failed part way", code="internal_error")
-        logger.error("request %s: stream ended early after the response started: %r", rid, exc)
-        if sse:
-            yield _sse({"type": "error", "error": error.body()})
+        logger.warning("request %s: stream failed after the response started: %r", rid, exc)
+        if not sse:
+            # No silent loss: raw audio ends WITHOUT its terminating chunk, so the client's HTTP
+            # library reports an incomplete body instead of a short file that looks complete.
+            raise IncompleteStream(f"request {rid}: {error.message}") from None
+        yield _sse({"type": "error", "error": error.body()})
     finally:
         await _close(iterator)
 
@@ -161,6 +167,11 @@ async def _close(iterator: Any) -> None:
             await aclose()
         except Exception as exc:
             logger.warning("closing a backend stream failed: %r", exc)
+
+
+class IncompleteStream(RuntimeError):
+    """Raised out of a raw audio body that cannot be completed: the server then closes the
+    connection without the final chunk (HTTP/1.1 chunked transfer), which clients report."""
 
 
 def _sse(event: dict) -> bytes:

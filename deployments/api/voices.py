@@ -6,8 +6,11 @@ GET    /v1/voices         {"object": "list", "data": [voice, ...]}
 GET    /v1/voices/{ref}   one voice (by id or name) or 404 voice_not_found
 DELETE /v1/voices/{ref}   {"id", "object": "voice.deleted", "deleted": true} or 404 voice_not_found
 
-A voice is {"id", "name", "created_at", "object": "voice"} (pipeline.voices.VoiceInfo). A name is
-1 to pipeline.voices.MAX_NAME_LENGTH printable characters once stripped, else 422 invalid_value.
+A voice is {"id", "name", "created_at", "object": "voice"} (pipeline.voices.VoiceInfo). A new
+voice's name must follow pipeline.voices.NAME_RULE once stripped (1 to 64 letters, digits, spaces,
+'-', '_' or '.'; no '/', so that the name works as {ref} in a URL), else 422 invalid_value, param
+`name`, the message naming the rule. Only new names are checked: a voice stored under an older rule
+is still listed, and fetched or deleted by its id (or its name, where the name fits in a URL).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from starlette.responses import JSONResponse, Response
 
 from deployments.api import context
 from deployments.api.bodies import form_fields, voice_clip
-from deployments.api.errors import ApiError, call_backend
-from pipeline.voices import MAX_NAME_LENGTH, VoiceInfo, VoiceNotFoundError
+from deployments.api.errors import ApiError, backend_errors, call_backend
+from pipeline.voices import VoiceInfo, VoiceNotFoundError, clean_voice_name
 
 T = TypeVar("T")
 
@@ -43,14 +46,8 @@ async def create_voice(request: Request) -> Response:
         raise ApiError(422, "name: a name for the voice is required", param="name", code="missing")
     if not isinstance(name, str):
         raise ApiError(422, "name: must be a plain form field, not a file", param="name", code="invalid_type")
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME_LENGTH or not name.isprintable():
-        raise ApiError(
-            422,
-            f"name: must be 1 to {MAX_NAME_LENGTH} printable characters after stripping",
-            param="name",
-            code="invalid_value",
-        )
+    with backend_errors():  # checked here, before the clip travels to the Voices replica, as the store checks it
+        name = clean_voice_name(name)
     clip = voice_clip(form.get("file"), context.config(request))
     created = context.backend(request).create_voice(name, clip)
     body = _voice_json(await call_backend(created, context.deadline(request), clip_param="file"))

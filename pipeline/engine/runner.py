@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from pipeline.engine.cuda_graphs import DecodeGraphs
@@ -22,7 +23,7 @@ from pipeline.engine.delay import first_sampled
 from pipeline.engine.messages import RequestState, RowMove, RunnerOutput, SchedulerOutput
 from pipeline.engine.request import DEFAULT_EMOTION, GenerationRequest
 from pipeline.engine.sampler import SamplerFeatures, sample
-from pipeline.engine.step import SlotState, StepBatch, decode_step, guide
+from pipeline.engine.step import SPAN_TILE, SlotState, StepBatch, decode_step, guide, round_up
 from pipeline.model import N_CODEBOOKS, CodebookTables, ZonosModel, prefill
 from pipeline.text import language_id
 
@@ -46,11 +47,24 @@ def conditioning_values(request: GenerationRequest, conditional: bool) -> dict[s
 
 
 class ModelRunner:
-    def __init__(self, model: ZonosModel, max_rows: int, max_seq_len: int, cuda_graphs: bool, graph_span_bucket: int):
+    def __init__(
+        self,
+        model: ZonosModel,
+        max_rows: int,
+        max_seq_len: int,
+        cuda_graphs: bool,
+        graph_span_bucket: int,
+        row_tile: int = 1,
+    ):
+        """`row_tile` > 1: batch-invariant steps (see step.py): matrix products run on multiples of
+        `row_tile` rows and attention over multiples of SPAN_TILE positions; the cache then has up to
+        row_tile - 1 rows beyond max_rows and SPAN_TILE - 1 positions beyond max_seq_len, as padding."""
         self.model = model
         self.device = model.device
-        self.tables = CodebookTables(model)
-        self.cache = model.make_cache(max_rows, max_seq_len)
+        self.row_tile = row_tile
+        self.span_tile = SPAN_TILE if row_tile > 1 else 1  # spans and prefill lengths (see step.py)
+        self.tables = CodebookTables(model, row_tile)
+        self.cache = model.make_cache(round_up(max_rows, row_tile), round_up(max_seq_len, self.span_tile))
         self.slots = SlotState(max_rows, max_seq_len, self.device)
         self.step = functools.partial(decode_step, model, self.tables, self.cache, self.slots)
         # On CUDA, decode steps replay recorded graphs at bucketed shapes; elsewhere they run eagerly.
@@ -82,7 +96,8 @@ class ModelRunner:
         if self.graphs is not None:
             batch, features = self.graphs.batch(n_rows), SamplerFeatures()
         else:
-            batch = StepBatch(len(running), n_rows, self.slots.scratch, self.device)
+            tile = self.row_tile
+            batch = StepBatch(round_up(len(running), tile), round_up(n_rows, tile), self.slots.scratch, self.device)
             features = SamplerFeatures.of([state.request.sampling for state in running])
         batch.fill(running, features)
         return batch
@@ -97,7 +112,10 @@ class ModelRunner:
         inputs = [row for state in states for row in self._prefill_inputs(state)]  # in cache-row order
         first_row = states[0].rows[0]
         lengths = torch.tensor([len(x) for x in inputs], device=self.device)
-        hidden = prefill(self.model, self.cache, pad_sequence(inputs, batch_first=True), lengths, first_row)
+        padded = pad_sequence(inputs, batch_first=True)
+        tile = max(self.row_tile, self.span_tile)  # R x T rows a multiple of row_tile, T of span_tile
+        padded = F.pad(padded, (0, 0, 0, round_up(padded.shape[1], tile) - padded.shape[1]))
+        hidden = prefill(self.model, self.cache, padded, lengths, first_row)
 
         def batch_rows(which: int) -> torch.Tensor:  # cache rows -> rows of this prefill batch
             return torch.tensor([state.rows[which] - first_row for state in states], device=self.device)
@@ -127,7 +145,7 @@ class ModelRunner:
     @torch.inference_mode()
     def decode(self) -> RunnerOutput:
         """One step for every request of the current batch; the step's one host synchronisation."""
-        batch, span = self._batch, self._span
+        batch, span = self._batch, round_up(self._span, self.span_tile)
         report = self.step(batch, span) if self.graphs is None else self.graphs.run(batch, span)
         self._span += 1
         report = report.cpu().numpy()[: batch.n_requests]

@@ -45,6 +45,25 @@ from pipeline.model import EOS_TOKEN, MASK_TOKEN, N_CODEBOOKS, CodebookTables, K
 from pipeline.model import decode_step as transformer_step
 
 STEP_REGION = "zonos.decode_step"
+# Batch invariance on CPU (EngineConfig.deterministic). Two things made a row's result depend on
+# its batch, both measured on this project's CPU (tests/test_determinism.py):
+# - MKL's sgemm: a row's result depends on the row count M (M = 1 takes a matrix-vector path, small
+#   M and some remainders other kernels); for M a multiple of 8 it depends only on the row. So the
+#   decode batch's rows and requests are padded to a multiple of ROW_TILE.
+# - Attention's reductions over the span (softmax sums, the probabilities x V product): a row's
+#   keys past its position are masked to exact zeros, but the vector loops treat a span's tail
+#   differently, so a span that ends elsewhere (the batch's longest row) changes the rounding.
+#   For spans that are multiples of SPAN_TILE the result is the same whatever the span, so spans
+#   (and prefill lengths) are rounded up to it.
+# Norms, embeddings, guidance and sampling are per row already.
+ROW_TILE = 8
+SPAN_TILE = 16
+
+
+def round_up(n: int, tile: int) -> int:
+    return -(-n // tile) * tile
+
+
 REPORT_COLUMNS = N_CODEBOOKS + 2  # the completed frame, loop steps left, stopping
 
 

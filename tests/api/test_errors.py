@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -18,11 +19,12 @@ from api.conftest import (
     make_client,
     speech,
 )
+from api.test_request_ids import serve_logs
 from deployments.api.errors import backend_error
 from deployments.backend import BackendBusy
 from pipeline.speaker import InvalidAudioError
 from pipeline.text import MissingExtraError, NothingToSpeakError
-from pipeline.voices import DuplicateVoiceNameError
+from pipeline.voices import DuplicateVoiceNameError, InvalidVoiceNameError
 
 JSON = {"content-type": "application/json"}
 MULTIPART = {"content-type": "multipart/form-data"}  # without its boundary
@@ -112,7 +114,11 @@ MATRIX = [
     case("voices-empty-clip", 422, "invalid_audio", "file", path=VOICES, **clip_form(clip=b"")),
     case("voices-missing-name", 422, "missing", "name", path=VOICES, **clip_form(name=None)),
     case("voices-blank-name", 422, "invalid_value", "name", path=VOICES, **clip_form(name="   ")),
-    case("voices-long-name", 422, "invalid_value", "name", path=VOICES, **clip_form(name="x" * 101)),
+    case("voices-long-name", 422, "invalid_value", "name", path=VOICES, **clip_form(name="x" * 65)),
+    case("voices-slash-name", 422, "invalid_value", "name", path=VOICES, **clip_form(name="team/alice")),
+    case("voices-dots-name", 422, "invalid_value", "name", path=VOICES, **clip_form(name="..")),
+    case("voices-bad-name-bad-clip", 422, "invalid_value", "name", path=VOICES,
+         **clip_form(name="a?b", clip=b"garbage")),
     case("voices-missing-file", 422, "missing", "file", path=VOICES, files={"name": (None, "Eve")}),
     case("voices-file-as-field", 422, "invalid_type", "file", path=VOICES,
          files={"name": (None, "Eve"), "file": (None, "RIFF")}),
@@ -163,10 +169,15 @@ def test_bad_input(shared, method, path, kwargs, mode, status, param, code):
     backend, client = shared
     backend.mode = mode
     try:
-        response = client.request(method, path, **kwargs)
+        with serve_logs() as logs:
+            response = client.request(method, path, **kwargs)
     finally:
         backend.mode = None
-    assert_error(response, status, "server_error" if status >= 500 else "invalid_request_error", param, code)
+    error = assert_error(response, status, "server_error" if status >= 500 else "invalid_request_error", param, code)
+    # logged once, under the response's request id: the client's mistakes at INFO, the rest at WARNING
+    (record,) = logs.about(response.headers["x-request-id"])
+    assert record.levelno == (logging.INFO if status < 500 else logging.WARNING)
+    assert record.exc_info is None and f"-> {status} {code}: {error['message']}" in record.getMessage()
     if status == 405:
         assert method not in response.headers["allow"].split(", ")
     if status == 503:
@@ -195,6 +206,8 @@ BACKEND_ERRORS = [
     (BackendBusy("queue full", retry_after_s=2.5), {}, 503, "server_busy", None),
     (TimeoutError(), {"text_param": "input"}, 504, "timeout", None),
     (DuplicateVoiceNameError("Alice"), {"clip_param": "file"}, 409, "voice_exists", "name"),
+    (InvalidVoiceNameError("voice name may not contain '/'"), {"clip_param": "file"}, 422, "invalid_value", "name"),
+    (InvalidVoiceNameError("voice name may not contain '/'"), {}, 422, "invalid_value", "name"),
     (InvalidAudioError("not audio"), {"clip_param": "file"}, 422, "invalid_audio", "file"),
     (NothingToSpeakError("nothing to speak"), {"text_param": "input"}, 422, "nothing_to_speak", "input"),
     (NothingToSpeakError("nothing to speak"), {"text_param": "text"}, 422, "nothing_to_speak", "text"),

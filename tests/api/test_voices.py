@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 from fractions import Fraction
+from urllib.parse import quote
 
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.conftest import CLIP, RATE, FakeBackend, assert_error, make_client, tone
+from deployments.backend import VoiceInfo
 from pipeline.speaker import SpeakerEncoder
 
 
@@ -28,6 +32,54 @@ def test_voices_crud(client):
     assert deleted.status_code == 200
     assert deleted.json() == {"id": voice["id"], "object": "voice.deleted", "deleted": True}
     assert_error(client.get(f"/v1/voices/{voice['id']}"), 404, "invalid_request_error", "voice_id", "voice_not_found")
+    assert client.get("/v1/voices").json()["data"] == []
+
+
+# --------------------------------------------------------------------------- the name rule over HTTP
+
+# letters of any script, combining marks, decimal digits, space, '-', '_', '.': a letter or digit at each end
+letter_or_digit = st.characters(categories=["Lu", "Ll", "Lt", "Lm", "Lo", "Nd"])
+name_char = st.characters(categories=["Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd"], include_characters=" -_.")
+valid_names = st.builds(lambda a, b, c: a + b + c, letter_or_digit, st.text(name_char, max_size=62), letter_or_digit)
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=valid_names)
+def test_every_valid_name_works_as_a_url_path_segment(name):
+    """The reason for the rule: a name stands in for an id in /v1/voices/{ref}."""
+    client = make_client(FakeBackend())
+    created = client.post("/v1/voices", files={"file": ("a.wav", CLIP, "audio/wav")}, data={"name": name})
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == name
+    url = f"/v1/voices/{quote(name, safe='')}"
+    assert client.get(url).json() == created.json()
+    assert client.delete(url).json()["deleted"] is True
+    assert client.get("/v1/voices").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "says"), [("team/alice", "'/'"), ("..", "no letter or digit"), ("x" * 65, "1 to 64"), ("a\tb", "'\\t'")]
+)
+def test_invalid_names_are_refused_naming_the_rule(client, backend, name, says):
+    response = client.post("/v1/voices", files={"file": ("a.wav", CLIP, "audio/wav")}, data={"name": name})
+    error = assert_error(response, 422, "invalid_request_error", "name", "invalid_value")
+    assert says in error["message"]
+    assert "letters (any script, accents included), digits, spaces, '-', '_' or '.'" in error["message"]
+    assert backend.voices == {}
+
+
+def test_voices_named_under_an_older_rule_are_listed_and_deleted_by_id(client, backend):
+    legacy = VoiceInfo(id="voice_00000000000000a1", name="team/alice", created_at=1_600_000_000)
+    backend.voices[legacy.id] = legacy
+    backend.embeddings[legacy.id] = [0.0] * 128
+    listed = client.get("/v1/voices").json()["data"]
+    assert [(v["id"], v["name"]) for v in listed] == [(legacy.id, "team/alice")]
+    assert client.get(f"/v1/voices/{legacy.id}").json()["name"] == "team/alice"
+    assert client.delete(f"/v1/voices/{legacy.id}").json() == {
+        "id": legacy.id,
+        "object": "voice.deleted",
+        "deleted": True,
+    }
     assert client.get("/v1/voices").json()["data"] == []
 
 
