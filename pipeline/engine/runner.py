@@ -97,7 +97,8 @@ class ModelRunner:
             batch, features = self.graphs.batch(n_rows), SamplerFeatures()
         else:
             tile = self.row_tile
-            batch = StepBatch(round_up(len(running), tile), round_up(n_rows, tile), self.slots.scratch, self.device)
+            # rows padded for the transformer's matrix products; the heads pad their own (CodebookTables)
+            batch = StepBatch(len(running), round_up(n_rows, tile), self.slots.scratch, self.device)
             features = SamplerFeatures.of([state.request.sampling for state in running])
         batch.fill(running, features)
         return batch
