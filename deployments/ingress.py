@@ -202,6 +202,11 @@ class _AdmittedSteps:
     async def split(self, request: SynthesisRequest) -> list[Segment]:
         segments = await self.ingress._steps.split(request)
         limit, in_flight = self.ingress.config.max_segments_in_flight, self.ingress._segments_in_flight
+        if len(segments) > limit:  # never admissible: a client error (422), not "busy, retry"
+            raise ValueError(
+                f"this text splits into {len(segments)} segments, more than this server takes at once "
+                f"(max_segments_in_flight={limit}); send it in parts"
+            )
         if in_flight + len(segments) > limit:
             raise BackendBusy(f"{in_flight} segments in flight and this text has {len(segments)}; try again shortly")
         self.ingress._segments_in_flight += len(segments)

@@ -141,6 +141,9 @@ def _load_pretrained(source: str) -> DacModel:
         ) from exc
 
 
+BATCH_TILE = 8  # decode batches padded to a multiple of this when deterministic (CPU)
+
+
 class Codec:
     """Encode audio to codes and decode codes to audio, in windows that bound memory and stay exact."""
 
@@ -150,8 +153,14 @@ class Codec:
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         max_batch: int = DEFAULT_MAX_BATCH,
         context_frames: int | None = None,
+        deterministic: bool = True,
     ):
-        """`context_frames` defaults to the decoder's receptive field; less breaks exactness."""
+        """`context_frames` defaults to the decoder's receptive field; less breaks exactness.
+
+        `deterministic` (CPU only): decode batches are padded to a multiple of BATCH_TILE windows,
+        so a window's samples do not depend on which other requests' windows share its batch
+        (oneDNN's convolutions give a batch row a result that depends on the batch size below 8;
+        measured, tests/test_codec.py). Costs the padded windows' compute at small batches."""
         config = model.config
         if config.sampling_rate != SAMPLE_RATE or config.hop_length != HOP_LENGTH:
             raise ValueError(
@@ -165,6 +174,7 @@ class Codec:
         self.codebook_size = config.codebook_size
         self.chunk_frames = chunk_frames
         self.max_batch = max_batch
+        self.batch_tile = BATCH_TILE if deterministic and model.device.type == "cpu" else 1
         self.context_frames = (
             max(receptive_field(model.decoder, HOP_LENGTH)) if context_frames is None else context_frames
         )
@@ -280,8 +290,11 @@ class Codec:
                 batch = group[first : first + self.max_batch]
                 # spans may arrive on the host (the Vocoder deployment builds them from numpy)
                 codes = torch.stack([spans[i][0][:, s : s + length] for i, s, _, _ in batch]).to(self.device)
+                pad = -len(batch) % self.batch_tile
+                if pad:  # batch invariance: the same windows decode to the same samples whatever shares the batch
+                    codes = torch.cat([codes, codes.new_zeros((pad, *codes.shape[1:]))])
                 audio = self.model.decode(audio_codes=codes).audio_values.float().cpu().numpy()
-                for row, (i, s, keep_from, keep_to) in zip(audio, batch, strict=True):
+                for row, (i, s, keep_from, keep_to) in zip(audio[: len(batch)], batch, strict=True):
                     a = spans[i][1]
                     outputs[i][(keep_from - a) * HOP_LENGTH : (keep_to - a) * HOP_LENGTH] = row[
                         (keep_from - s) * HOP_LENGTH : (keep_to - s) * HOP_LENGTH

@@ -49,3 +49,12 @@ def test_segments_are_reserved_whole_and_released_when_the_request_ends(limit, s
     assert ingress._segments_in_flight == 0
     retry = _AdmittedSteps(ingress, "again")
     assert len(asyncio.run(retry.split(SynthesisRequest(text="x. " * refused[0])))) == refused[0]
+
+
+def test_a_text_that_can_never_fit_is_a_client_error_not_busy():
+    """An idle server with room for 5 segments and a text of 8: retrying cannot help, so not 503
+    (the openai SDK would retry it forever) but a ValueError (HTTP 422 invalid_value)."""
+    ingress = _ingress(5)
+    with pytest.raises(ValueError, match=r"8 segments.*max_segments_in_flight=5") as info:
+        asyncio.run(_AdmittedSteps(ingress, "big").split(SynthesisRequest(text="x. " * 8)))
+    assert not isinstance(info.value, StepUnavailable) and ingress._segments_in_flight == 0

@@ -107,7 +107,7 @@ def test_chunked_decode_needs_the_full_context(tiny):
 
 
 def test_windows_stay_bounded_however_long_the_audio(tiny, decoder_calls):
-    codec = with_options(tiny, chunk_frames=16, max_batch=4)
+    codec = with_options(tiny, chunk_frames=16, max_batch=4, deterministic=False)  # batches as grouped, unpadded
     codes = random_codes(1000, seed=2)
     audio = codec.decode([codes])[0]
     calls = list(decoder_calls)
@@ -117,7 +117,7 @@ def test_windows_stay_bounded_however_long_the_audio(tiny, decoder_calls):
 
 
 def test_rows_of_different_lengths_decode_as_if_alone_in_shared_batches(tiny, decoder_calls):
-    codec = with_options(tiny, chunk_frames=16, max_batch=64)
+    codec = with_options(tiny, chunk_frames=16, max_batch=64, deterministic=False)  # batches as grouped, unpadded
     lengths = [1, 2, 2, 15, 36, 37, 50, 123]
     rows = [random_codes(n, seed=i) for i, n in enumerate(lengths)]
     audios = codec.decode(rows)
@@ -287,3 +287,17 @@ def test_random_model_is_seeded():
     a, b = random_model(random_tiny_config()), random_model(random_tiny_config())
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     assert isinstance(a, DacModel)
+
+
+def test_a_spans_samples_do_not_depend_on_what_shares_its_decode_batch():
+    """Issue 12: the Vocoder batches windows of several requests; with deterministic decoding (the
+    default on CPU) a span decodes to the same samples alone and among 1-12 others. Without it,
+    oneDNN's batch-size-dependent kernels change a batch row's last bits (the check below shows it)."""
+    torch.manual_seed(3)
+    strict = Codec.from_pretrained("random-tiny")
+    loose = with_options(strict, deterministic=False)
+    spans = [(torch.randint(0, 1024, (9, 40)), 0, 40) for _ in range(13)]
+    for codec, must_match in ((strict, True), (loose, False)):
+        alone = codec.decode_spans(spans[:1])[0]
+        matches = [np.array_equal(codec.decode_spans(spans[: n + 1])[0], alone) for n in (1, 2, 3, 6, 12)]
+        assert all(matches) if must_match else not all(matches)

@@ -5,6 +5,7 @@ import io
 import os
 import re
 import socket
+import threading
 import time
 
 import av
@@ -314,22 +315,38 @@ def _generator_replica() -> str:
 
 
 def test_a_generator_crash_mid_stream_is_recovered_to_the_exact_bytes(server):
-    """Issue 12: the Generator replica dies while a seeded pcm stream is half sent. The request's
-    unfinished segments are re-submitted to the replacement replica (counter-based sampling
-    repeats them) and the client gets exactly the bytes of an undisturbed run, then a normal end."""
-    text = " ".join(f"Sentence number {n} is here and it keeps going for a while." for n in range(1, 9))
-    body = {"text": text, "response_format": "pcm", "seed": 5}
-    calm = requests.post(f"{server}/v1/tts", json=body, timeout=300)
-    assert calm.status_code == 200 and len(calm.content) > 0
+    """Issue 12: the Generator replica dies while two seeded pcm streams (sharing Generator and
+    Vocoder batches) are half sent. Their unfinished segments are re-submitted to the replacement
+    replica (counter-based, batch-invariant sampling repeats them) and each client gets exactly the
+    bytes of its undisturbed run alone, then a normal end."""
+    texts = [
+        " ".join(f"Sentence number {n} is here and it keeps going for a while." for n in range(1, 9)),
+        " ".join(f"Another line, {n}, with other words in it." for n in range(1, 7)),
+    ]
+    bodies = [{"text": text, "response_format": "pcm", "seed": 5 + i} for i, text in enumerate(texts)]
+    calm = [requests.post(f"{server}/v1/tts", json=body, timeout=300).content for body in bodies]
+    assert all(calm)
     before = _generator_replica()
-    with requests.post(f"{server}/v1/tts", json=body, stream=True, timeout=300) as response:
-        chunks = response.iter_content(chunk_size=None)
-        received = [next(chunks)]
+    killed = threading.Event()
+
+    def stream(body):
+        with requests.post(f"{server}/v1/tts", json=body, stream=True, timeout=300) as response:
+            chunks = response.iter_content(chunk_size=None)
+            received = [next(chunks)]
+            killed.wait(60)
+            received += list(chunks)  # raises ChunkedEncodingError if the stream were cut
+            return b"".join(received)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(stream, body) for body in bodies]
+        time.sleep(0.5)  # both streams have started sending
         ray.kill(ray.get_actor(before, namespace="serve"), no_restart=True)
-        received += list(chunks)  # raises ChunkedEncodingError if the stream were cut
-    assert b"".join(received) == calm.content
+        killed.set()
+        received = [future.result() for future in futures]
+    assert [len(r) for r in received] == [len(c) for c in calm]
+    assert received == calm
     deadline = time.monotonic() + 120
-    while True:  # the replacement serves, under another actor id
+    while True:  # the replacement serves, under another actor name
         try:
             if _generator_replica() != before:
                 break
@@ -337,7 +354,7 @@ def test_a_generator_crash_mid_stream_is_recovered_to_the_exact_bytes(server):
             pass
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    assert requests.post(f"{server}/v1/tts", json=body, timeout=300).content == calm.content
+    assert requests.post(f"{server}/v1/tts", json=bodies[0], timeout=300).content == calm[0]
 
 
 def test_an_invalid_request_id_is_replaced_by_one_id_everywhere(server):
