@@ -365,3 +365,38 @@ def test_an_invalid_request_id_is_replaced_by_one_id_everywhere(server):
     assert rid != 'bad id "with quotes"' and re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", rid)
     good = requests.get(f"{server}/v1/models", headers={"X-Request-ID": "client-id_1.2:3"}, timeout=30)
     assert good.headers["X-Request-ID"] == "client-id_1.2:3"
+
+
+def test_overload_is_a_clean_503_or_the_whole_audio_never_a_cut(server, tmp_path):
+    """Issue 12: an app whose Generator takes 2 requests and queues 2, and whose Ingress admits 4
+    segments at once (the README's rule: Generator limits >= max_segments_in_flight). Six 3-segment
+    texts at once: each response is its whole audio (the bytes of a calm run) or 503 with
+    Retry-After before any byte; never a 200 that ends early."""
+    args = {
+        "sources": {"model": str(DATA), "codec": "random-tiny", "speaker": "random-tiny"},
+        "engine": {"max_rows": 32, "max_seq_len": 1024},
+        "voices_db": str(tmp_path / "voices.sqlite3"),
+        "generator": {"max_ongoing_requests": 2, "max_queued_requests": 2},
+        "max_segments_in_flight": 4,
+    }
+    serve.run(build_app(args), name="zonos-tight", route_prefix="/tight")
+    try:
+        body = {"text": "One is here. Two is here. Three is here.", "response_format": "pcm", "seed": 5}
+        calm = requests.post(f"{server}/tight/v1/tts", json=body, timeout=300)
+        assert calm.status_code == 200 and calm.content
+
+        def attempt(_):
+            response = requests.post(f"{server}/tight/v1/tts", json=body, timeout=300)
+            return response.status_code, response.headers, response.content
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(attempt, range(6)))
+        statuses = sorted(status for status, _, _ in results)
+        assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+        for status, headers, content in results:
+            if status == 200:
+                assert content == calm.content
+            else:
+                assert int(headers["Retry-After"]) >= 1 and headers["x-should-retry"] == "true"
+    finally:
+        serve.delete("zonos-tight")
