@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import socket
+import threading
+import time
 
 import av
 import numpy as np
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from deployments.api import build_http_app
@@ -172,3 +177,21 @@ def assert_error(response, status: int, type_: str, param: str | None, code: str
     assert (error["type"], error["param"], error["code"]) == (type_, param, code), error
     assert "Traceback" not in response.text
     return error
+
+
+@contextlib.contextmanager
+def real_server(app):
+    """`app` under a real uvicorn server (HTTP/1.1 chunked transfer) on a free port; its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from api.conftest import (
@@ -23,6 +19,7 @@ from api.conftest import (
     FakeBackend,
     assert_audio,
     assert_error,
+    real_server,
     speech,
     tone,
 )
@@ -120,23 +117,6 @@ class HeldBackend(FakeBackend):
         while not self.release.is_set():
             await asyncio.sleep(0.01)
         yield audio[half:]
-
-
-@contextlib.contextmanager
-def real_server(app):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
 
 
 def test_in_flight_requests_finish_while_new_ones_are_refused():

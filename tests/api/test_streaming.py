@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
 import time
 
 import httpx
 import pytest
 import requests
-import uvicorn
 from starlette.testclient import TestClient
 
-from api.conftest import MAX_TEXT, SECONDS_PER_CHAR, TEXT, assert_audio, speech, sse_events, tone
+from api.conftest import MAX_TEXT, SECONDS_PER_CHAR, TEXT, assert_audio, real_server, speech, sse_events, tone
 from deployments.api import build_http_app
 from deployments.config import AppConfig
-
-
-@contextlib.contextmanager
-def _real_server(backend):
-    """The HTTP app under a real uvicorn server (HTTP/1.1 chunked transfer), on a free port."""
-    app = build_http_app(backend, AppConfig(request_timeout_s=30))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
 
 
 def test_failure_mid_stream_is_an_incomplete_body_not_a_short_file(backend):
     """No silent loss: raw audio that cannot be completed ends without the terminating chunk, so
     the client's HTTP library reports an incomplete body (a short, normal-looking file is the bug)."""
     backend.mode = "fail_mid"
-    with _real_server(backend) as url:
+    with real_server(build_http_app(backend, AppConfig(request_timeout_s=30))) as url:
         with httpx.stream("POST", f"{url}/v1/audio/speech", json=speech(response_format="pcm")) as response:
             assert response.status_code == 200  # sent with the first chunk
             with pytest.raises(httpx.RemoteProtocolError, match="incomplete"):
