@@ -64,9 +64,6 @@ def round_up(n: int, tile: int) -> int:
     return -(-n // tile) * tile
 
 
-REPORT_COLUMNS = N_CODEBOOKS + 2  # the completed frame, loop steps left, stopping
-
-
 def guide(hidden: torch.Tensor, cond_rows: torch.Tensor, uncond_rows: torch.Tensor, cfg_scale: torch.Tensor):
     """Classifier-free guidance per request, on final hidden states [rows, d] -> fp32 [requests, d].
 
