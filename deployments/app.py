@@ -51,6 +51,6 @@ def build_app(args: dict) -> Application:
         splitter.bind(),
         generator.bind(config.sources, config.engine),
         vocoder.bind(config.sources),
-        voices.bind(config.sources, config.voices_db),
+        voices.bind(config.sources, config.voices_db, config.voice_bindings),
         config,
     )

@@ -20,18 +20,21 @@ reaches it another way (the Ingress's handle API).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.streaming import StepUnavailable
+from pipeline.streaming import AudioPiece, StepUnavailable
 from pipeline.synthesis import SynthesisRequest
 from pipeline.voices import VoiceInfo
+
+if TYPE_CHECKING:
+    from deployments.shutdown import AppDrainSignal
 
 __all__ = [
     "MODEL_ALIASES",
@@ -74,8 +77,21 @@ class Drain:
 
     def __init__(self, retry_after_s: float = DRAIN_RETRY_AFTER_S):
         self.retry_after_s = retry_after_s
+        self._lock = threading.Lock()
         self.since: float | None = None  # time.monotonic() when draining began
         self.reason = ""
+        self.in_flight = 0  # requests inside `track()`: what a graceful stop waits for
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        """Count a request in flight while inside (one event loop's requests, or any thread's)."""
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def __bool__(self) -> bool:
         return self.since is not None
@@ -99,15 +115,20 @@ class Drain:
 
     @classmethod
     def following_serve(cls, retry_after_s: float = DRAIN_RETRY_AFTER_S) -> Drain:
-        """A Drain that begins when Ray Serve starts stopping the replica it is made in (see
-        `follow_serve_shutdown`); outside a replica it never begins by itself."""
+        """A Drain that begins when Ray Serve starts stopping the replica it is made in, or when a
+        graceful stop of its whole app is requested (see `follow_serve_shutdown`); outside a
+        replica it never begins by itself."""
+        from deployments.shutdown import AppDrainSignal
+
         drain = cls(retry_after_s)
-        follow_serve_shutdown(drain)
+        follow_serve_shutdown(drain, app_signal=AppDrainSignal.for_this_replica())
         return drain
 
 
-def follow_serve_shutdown(drain: Drain, poll_s: float = 0.1) -> bool:
-    """Begin `drain` as soon as Ray Serve starts stopping the replica this runs in.
+def follow_serve_shutdown(drain: Drain, poll_s: float = 0.1, app_signal: AppDrainSignal | None = None) -> bool:
+    """Begin `drain` as soon as Ray Serve starts stopping the replica this runs in, or (with
+    `app_signal`) once a graceful stop of the whole app is requested (deployments.shutdown); from
+    then on the replica's `drain.in_flight` is reported to that stop every `poll_s`.
 
     Serve 2.60 calls no user code when it starts stopping a replica (scale-down, update, node
     drain, serve shutdown, app deletion): it stops routing to it, waits for its ongoing requests
@@ -130,9 +151,17 @@ def follow_serve_shutdown(drain: Drain, poll_s: float = 0.1) -> bool:
     replica = replicas[0]
 
     def follow() -> None:
-        while not getattr(replica, "_shutting_down", False):
+        while True:
+            if getattr(replica, "_shutting_down", False):
+                drain.begin("Ray Serve is stopping this replica")
+                return
+            if app_signal is not None and app_signal.requested():
+                drain.begin("a graceful stop of the app was requested")
+                break
             time.sleep(poll_s)
-        drain.begin("Ray Serve is stopping this replica")
+        while True:  # until the process ends: the stop waits for 0
+            app_signal.report(drain.in_flight)
+            time.sleep(poll_s)
 
     threading.Thread(target=follow, name="zonos-drain", daemon=True).start()
     return True
@@ -159,8 +188,10 @@ class SpeechBackend(Protocol):
 
     def model_card(self) -> ModelCard: ...
 
-    def stream_audio(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[np.ndarray]:
-        """float32 mono chunks at 44100 Hz, in order; aclose() on it means: stop, nobody listens."""
+    def stream_audio(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[AudioPiece]:
+        """The audio in text order as pipeline.streaming.AudioPieces: `samples` float32 mono at 44100 Hz
+        (maybe empty), each segment's last piece with its `timing` (phoneme tokens, codec frames: the
+        usage OpenAI's SSE reports). aclose() on it means: stop, nobody listens."""
         ...
 
     async def embed_clip(self, clip: bytes) -> list[float]:
@@ -180,3 +211,8 @@ class SpeechBackend(Protocol):
         ...
 
     async def voice_embedding(self, id_or_name: str) -> list[float] | None: ...
+
+    async def builtin_voice_embedding(self, name: str) -> list[float] | None:
+        """The fixed embedding of one of OpenAI's built-in voice names (pipeline.voices.BuiltinVoices's
+        rules over the configured voice_bindings); None when it is bound to a library voice that is missing."""
+        ...

@@ -8,12 +8,14 @@ deployment classes carry none. No ray import: the HTTP layer reads this module a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from pipeline.engine import EngineConfig
+from pipeline.voices import check_voice_binding
 
 
 class ModelSources(BaseModel):
@@ -84,6 +86,8 @@ class DeploymentOptions(BaseModel):
 
 
 DATA_DIR_ENV = "ZONOS_DATA_DIR"
+# An origin as a browser sends it in its Origin header: scheme://host[:port], lower case, no path
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[a-z0-9.\-\[\]:]+")
 DEFAULT_DATA_DIR = "~/.local/share/zonos-serve"
 
 
@@ -166,7 +170,39 @@ class AppConfig(BaseModel):
         "that is set (an absolute directory), else ~/.local/share/zonos-serve, never the process's working "
         "directory; the Voices replica logs the absolute path it opens. ':memory:' is a throwaway library.",
     )
+    voice_bindings: dict[str, str] = Field(
+        default_factory=dict,
+        description="OpenAI's built-in voice names (alloy, ash, ...) bound to voices: name -> a library voice's id "
+        "or name, or a clip's path (anything holding a '/'; relative paths resolve as voices_db's), which the Voices "
+        "replica reads and embeds once at start (it fails to start if it cannot). An unbound name is a fixed "
+        "synthetic voice derived from the name (or a library voice of that name); pipeline.voices.BuiltinVoices.",
+    )
     default_response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    model_aliases: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field(
+        (),
+        description="More names OpenAI's routes accept for the model (listed by GET /v1/models), besides "
+        "zonos-v0.1, tts-1, tts-1-hd, gpt-4o-mini-tts and their dated snapshots: e.g. what a client is "
+        "configured with for another server (kokoro).",
+    )
+    api_keys: tuple[SecretStr, ...] = Field(
+        (),
+        description="API keys: when any key is configured (here, in api_keys_file or in the file $ZONOS_API_KEYS_FILE "
+        "names), every route but /healthz, /readyz, /openapi.json, /docs and /web needs `Authorization: Bearer KEY` "
+        "(401 invalid_api_key otherwise). Secret: shown as '**********' in any repr or dump. Prefer a file: "
+        "a Serve config's args are visible to whoever reads the app's config. deployments/api/auth.py.",
+    )
+    api_keys_file: str | None = Field(
+        None,
+        min_length=1,
+        description="A file of API keys, one a line ('#' starts a comment), read by each Ingress replica at start; "
+        "a relative path resolves as voices_db's. Missing, unreadable or empty: the replica fails to start.",
+    )
+    cors_allowed_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins that browser pages may call the API from (CORS), each scheme://host[:port] as a "
+        "browser sends it (no path, no trailing slash), or '*' for any; none (the default): no CORS headers, "
+        "so only pages of the server's own origin (/web) can read its answers. deployments/api/cors.py.",
+    )
     graceful_shutdown_timeout_s: float = Field(
         60.0,
         ge=0,
@@ -195,6 +231,37 @@ class AppConfig(BaseModel):
         ),
         description="Keep one replica: it owns the SQLite file.",
     )
+
+    @field_validator("voice_bindings")
+    @classmethod
+    def _voice_bindings(cls, bindings: dict[str, str]) -> dict[str, str]:
+        """Each key one of OpenAI's built-in names, each target a clip path or a valid voice reference."""
+        return {name: check_voice_binding(name, target) for name, target in bindings.items()}
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, keys: Any) -> Any:
+        """One key or a list; numbers (an unquoted key in YAML) as their text. Nothing here raises: pydantic's
+        error for a field quotes its input, so a key's rules are checked where it is used, by
+        deployments.api.auth.ApiKeys, whose errors never show a key."""
+        if isinstance(keys, str | int):
+            keys = [keys]
+        if isinstance(keys, list | tuple):
+            return [str(key) if isinstance(key, int) else key for key in keys]
+        return keys
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        """Each '*' or an origin as browsers send it (RFC 6454: scheme://host[:port], lower case), so that it
+        can match a request's Origin header exactly."""
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: give scheme://host[:port] in lower case, with no path and no "
+                    "trailing slash (https://app.example.com, http://localhost:3000), or '*' for any origin"
+                )
+        return origins
 
     @field_validator(
         "generator_batch", "vocoder_batch", "ingress", "splitter", "generator", "vocoder", "voices", mode="before"

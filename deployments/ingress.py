@@ -8,6 +8,7 @@ first piece as soon as it is decoded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -25,6 +26,7 @@ from deployments.config import AppConfig
 from deployments.ray_errors import raises_causes, replica_errors
 from pipeline.codec import SAMPLE_RATE, CodeSpan
 from pipeline.engine import FrameChunk, GenerationRequest
+from pipeline.language import load_detector
 from pipeline.segment import Segment
 from pipeline.streaming import AudioPiece, SynthesisRequest, SynthesisResult, collect, stream_audio
 
@@ -48,6 +50,7 @@ class Ingress:
         self._segments_in_flight = 0
         self.draining = Drain.following_serve()  # set once Serve starts stopping this replica
         context_frames = await vocoder.context_frames.remote()
+        await asyncio.to_thread(load_detector)  # the OpenAI route's language detector, not on a first request
         self._steps = _RemoteSteps(splitter, generator, vocoder, self.config.engine.max_seq_len, context_frames)
         self._real_weights = all(
             [(await generator.model_card.remote())["real_weights"], (await vocoder.model_card.remote())["real_weights"]]
@@ -96,8 +99,9 @@ class Ingress:
 
     async def stream(self, request: SynthesisRequest | dict) -> AsyncIterator[AudioPiece]:
         """`handle.options(stream=True).stream.remote(request)`: AudioPieces in text order."""
-        async for piece in self._pieces(SynthesisRequest.model_validate(request), _request_id()):
-            yield piece
+        with self.draining.track():  # HTTP requests are counted by the DrainingGate
+            async for piece in self._pieces(SynthesisRequest.model_validate(request), _request_id()):
+                yield piece
 
     async def synthesize(self, request: SynthesisRequest | dict) -> SynthesisResult:
         """`handle.synthesize.remote(request)`: the whole audio, with per-segment timings."""
@@ -118,9 +122,8 @@ class Ingress:
         note = "" if speech else "random fallback weights are loaded: the output is noise, NOT speech"
         return ModelCard(id=MODEL_ID, speech=speech, note=note)
 
-    async def stream_audio(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[np.ndarray]:
-        async for piece in self._pieces(request, request_id):
-            yield piece.samples
+    def stream_audio(self, request: SynthesisRequest, request_id: str) -> AsyncIterator[AudioPiece]:
+        return self._pieces(request, request_id)
 
     @raises_causes
     async def embed_clip(self, clip: bytes) -> list[float]:
@@ -146,6 +149,10 @@ class Ingress:
     @raises_causes
     async def voice_embedding(self, id_or_name: str) -> list[float] | None:
         return await self.voices.embedding.remote(id_or_name)
+
+    @raises_causes
+    async def builtin_voice_embedding(self, name: str) -> list[float] | None:
+        return await self.voices.builtin_embedding.remote(name)
 
 
 class _RemoteSteps:

@@ -5,12 +5,18 @@ so every other replica reads the same library, and it survives restarts (put it 
 ~/.local/share/zonos-serve; never the working directory) and logged at start. On graceful
 shutdown Serve calls `__del__`, which checkpoints the WAL into the main file and closes it.
 `backup(path)` writes a consistent snapshot while the replica serves.
+
+OpenAI's built-in voice names are resolved here too (`builtin_embedding`, pipeline.voices.
+BuiltinVoices): `voice_bindings` (AppConfig's) clips are read and embedded once at start, on this
+replica's node (a relative path resolves as voices_db's), and the replica fails to start, naming
+the binding, when one cannot be; library bindings are looked up on every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from ray import serve
 from ray.serve.metrics import Gauge
@@ -18,14 +24,14 @@ from ray.serve.metrics import Gauge
 from deployments.config import ModelSources, data_path
 from deployments.models import load_with_fallback
 from pipeline.speaker import SpeakerEncoder
-from pipeline.voices import VoiceNotFoundError, VoiceStore, clean_voice_name
+from pipeline.voices import BuiltinVoices, VoiceNotFoundError, VoiceStore, clean_voice_name, is_clip_binding
 
 logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment
 class Voices:
-    def __init__(self, sources: ModelSources, voices_db: str):
+    def __init__(self, sources: ModelSources, voices_db: str, voice_bindings: Mapping[str, str] | None = None):
         path = data_path(voices_db)
         logger.info("voice library: %s (voices_db %r)", path, voices_db)
         self.store = VoiceStore(path)
@@ -35,6 +41,14 @@ class Voices:
 
         self.encoder, self.real_weights = load_with_fallback(load, sources.speaker, sources.fallback, "speaker encoder")
         self._hit_rate = Gauge("zonos_speaker_cache_hit_rate", "Share of voice clips served from the embedding cache.")
+        self.builtins = BuiltinVoices(voice_bindings, lambda path: self.encoder.embed_file(data_path(path)))
+        for name, target in self.builtins.bindings.items():
+            if is_clip_binding(target):
+                logger.info("voice %r: the clip %s (embedded)", name, data_path(target))
+            elif self.embedding(target) is None:
+                logger.warning("voice %r is bound to library voice %r, which is not in the library (yet)", name, target)
+            else:
+                logger.info("voice %r: library voice %r", name, target)
 
     async def embed_clip(self, clip: bytes) -> list[float]:
         """A clip's file bytes in any format FFmpeg decodes (wav, flac, mp3, ogg, webm, m4a, ...) -> 128 floats.
@@ -67,6 +81,12 @@ class Voices:
             return self.store.embedding(id_or_name)
         except VoiceNotFoundError:
             return None
+
+    def builtin_embedding(self, name: str) -> list[float] | None:
+        """OpenAI built-in voice `name` -> its fixed embedding (BuiltinVoices' rules: a bound clip or
+        library voice, else a library voice of that name, else the name's synthetic embedding); None
+        when it is bound to a library voice that is not in the library."""
+        return self.builtins.embedding(name, self.embedding)
 
     def delete(self, voice_id: str) -> bool:
         try:

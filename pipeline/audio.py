@@ -169,6 +169,27 @@ def segment_layout(
     return starts, fades
 
 
+def segment_bounds(
+    lengths: list[int], sample_rate: int = SAMPLE_RATE, pause_ms: float = 200, crossfade_ms: float = 0
+) -> list[tuple[int, int]]:
+    """[start, end) of each segment in join_segments' output, in samples; the pause after a segment
+    is not in it, and the last end is the output's length.
+
+    Without an overlap a segment's span is exactly where its samples lie (segment_layout's start
+    plus its length), faded ends included, and [end_i, start_i+1) is the silence between them.
+    Where two segments overlap (a crossfade longer than the pause, by o = fade - pause samples),
+    the boundary is the overlap's midpoint: end_i = start_i+1 = start of i+1 + o // 2. So spans
+    never overlap, and a span may be empty (a segment of no samples)."""
+    starts, _ = segment_layout(lengths, sample_rate, pause_ms, crossfade_ms)
+    bounds: list[tuple[int, int]] = []
+    for i, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+        end = start + length
+        if i + 1 < len(starts):
+            end = min(end, starts[i + 1] + max(0, end - starts[i + 1]) // 2)
+        bounds.append((max(start, bounds[-1][1]) if bounds else start, end))
+    return bounds
+
+
 class SegmentJoiner:
     """join_segments as a stream: segment audio in (any order, in pieces), joined audio out in order.
 
@@ -176,7 +197,8 @@ class SegmentJoiner:
     a finished segment goes with its last piece. With one, a segment leaves whole once its
     successor is finished, since the fade between them depends on both lengths; its span is
     cut from join_segments over it and its neighbours (a join is local), so the pieces
-    concatenated equal join_segments of all segments.
+    concatenated equal join_segments of all segments. `bounds(i)` is where a released segment
+    lies in that output (segment_bounds).
     """
 
     def __init__(self, n_segments: int, sample_rate: int = SAMPLE_RATE, pause_ms: float = 200, crossfade_ms: float = 0):
@@ -187,14 +209,26 @@ class SegmentJoiner:
         self._pending: dict[int, list[np.ndarray]] = {}
         self._whole: dict[int, np.ndarray] = {}  # finished segments a crossfade still needs
         self._finished: set[int] = set()
+        self._lengths: dict[int, int] = {}  # samples added per segment
         self.current = 0  # the segment whose audio leaves next
 
     def add(self, index: int, samples: np.ndarray, finished: bool = False) -> list[tuple[int, np.ndarray, bool]]:
         """More samples of segment `index`; returns (segment, samples, segment done) pieces now final."""
-        self._pending.setdefault(index, []).append(_check_samples(samples, f"segment {index}"))
+        samples = _check_samples(samples, f"segment {index}")
+        self._pending.setdefault(index, []).append(samples)
+        self._lengths[index] = self._lengths.get(index, 0) + len(samples)
         if finished:
             self._finished.add(index)
         return self._release_crossfaded() if self.crossfade_ms else self._release_plain()
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        """[start, end) of segment `index` in the joined output, in samples (segment_bounds); known
+        once the segment has left done. Raises ValueError before that."""
+        if index >= self.current:
+            raise ValueError(f"segment {index} has not left the joiner yet")
+        known = min(index + 2, self.n_segments) if self.crossfade_ms else index + 1  # a fade needs the next
+        lengths = [self._lengths.get(i, 0) for i in range(known)]
+        return segment_bounds(lengths, self.sample_rate, self.pause_ms, self.crossfade_ms)[index]
 
     def _take(self, index: int) -> np.ndarray:
         pieces = self._pending.pop(index, [])
@@ -236,6 +270,127 @@ class SegmentJoiner:
 
 def _fade_angles(n: int) -> np.ndarray:
     return (np.pi / 2 * (np.arange(n) + 0.5) / n).astype(np.float32)
+
+
+# FFmpeg's atempo takes 0.5..100, but "tempo greater than 2 will skip some samples rather than
+# blend them in" (FFmpeg filter docs, atempo): a factor beyond [0.5, 2] is a chain of equal stages.
+ATEMPO_STAGE_RANGE = (0.5, 2.0)
+_STRETCH_BLOCK = 2048  # input samples per frame pushed into the filter graph (46 ms at 44.1 kHz)
+_STRETCH_TAIL = 8192  # zeros fed after the input at flush, so atempo's last window reaches its end
+
+
+def tempo_stages(tempo: float) -> list[float]:
+    """The atempo factors, each in ATEMPO_STAGE_RANGE and equal, whose product is `tempo` ([] for 1).
+
+    Raises ValueError unless tempo is a finite number > 0."""
+    if isinstance(tempo, bool) or not isinstance(tempo, int | float) or not math.isfinite(tempo) or tempo <= 0:
+        raise ValueError(f"tempo must be a finite number > 0, got {tempo!r}")
+    if tempo == 1:
+        return []
+    n = max(1, math.ceil(abs(math.log2(tempo)) - 1e-12))
+    return [tempo ** (1 / n)] * n
+
+
+class TempoStretcher:
+    """Time-stretch a stream of mono float32 audio by `tempo` with FFmpeg's atempo (through PyAV's
+    filter graph), keeping its pitch: tempo 2 plays twice as fast, 0.5 half as fast.
+
+    `push` takes chunks of any length and returns the stretched samples ready so far (float32, 1-D,
+    maybe empty), `flush` the rest once the input is over. Exact rules, whatever the chunking:
+    - all outputs concatenated have exactly round(n / tempo) samples for n input samples;
+    - they are the same samples for any chunking of the same input: the input is regrouped into
+      frames of `_STRETCH_BLOCK` samples before it reaches the graph, so atempo (whose output
+      depends on its frame sizes when they are small) always sees the same frames;
+    - never more than floor(fed / tempo) samples have left before flush, where fed counts the input
+      samples pushed into the graph; flush then feeds `_STRETCH_TAIL` zeros so the end of the input
+      is stretched too (atempo alone drops up to one window at the end), and cuts (or, never seen,
+      pads with zeros) the output to its exact length.
+    Latency: less than one block of input plus atempo's window (~2048 output samples per stage).
+    tempo 1 passes the samples through untouched. Raises ValueError for a tempo `tempo_stages`
+    refuses, or for samples that are not 1-D finite floats; push after flush is a ValueError too.
+    """
+
+    def __init__(self, tempo: float, sample_rate: int = SAMPLE_RATE):
+        stages = tempo_stages(tempo)
+        self.tempo, self.sample_rate = float(tempo), _check_rate(sample_rate)
+        self._pending = np.zeros(0, np.float32)  # input not yet a whole block
+        self._held = np.zeros(0, np.float32)  # output the length rule does not let out yet
+        self._received = self._fed = self._pushed = self._released = 0
+        self._done = False
+        self._graph = None
+        if stages:
+            graph = av.filter.Graph()
+            node = graph.add_abuffer(
+                format="flt", sample_rate=self.sample_rate, layout="mono", time_base=Fraction(1, self.sample_rate)
+            )
+            for factor in stages:
+                stage = graph.add("atempo", tempo=repr(factor))
+                node.link_to(stage)
+                node = stage
+            sink = graph.add("abuffersink")
+            node.link_to(sink)
+            graph.configure()
+            self._graph = graph
+
+    def push(self, samples) -> np.ndarray:
+        """More input; returns the stretched samples now final (float32, maybe empty)."""
+        if self._done:
+            raise ValueError("push() after flush(): this stretch is finished")
+        samples = _check_samples(samples)
+        self._received += len(samples)
+        if self._graph is None:
+            return samples
+        self._pending = np.concatenate([self._pending, samples])
+        n_blocks = len(self._pending) // _STRETCH_BLOCK
+        for i in range(n_blocks):
+            self._feed(self._pending[i * _STRETCH_BLOCK : (i + 1) * _STRETCH_BLOCK])
+        self._pending = self._pending[n_blocks * _STRETCH_BLOCK :]
+        return self._release(math.floor(self._fed / self.tempo))
+
+    def flush(self) -> np.ndarray:
+        """The input is over: the rest of the output (float32), so that everything returned holds
+        exactly round(n / tempo) samples. A second flush returns nothing."""
+        if self._done:
+            return np.zeros(0, np.float32)
+        self._done = True
+        total = round(self._received / self.tempo)
+        if self._graph is None:
+            return np.zeros(0, np.float32)
+        tail = np.concatenate([self._pending, np.zeros(_STRETCH_TAIL, np.float32)])
+        for start in range(0, len(tail), _STRETCH_BLOCK):
+            self._feed(tail[start : start + _STRETCH_BLOCK], count=False)
+        self._feed(None)
+        self._graph = None
+        short = total - self._released - len(self._held)
+        if short > 0:
+            self._held = np.concatenate([self._held, np.zeros(short, np.float32)])
+        return self._release(total)
+
+    def _feed(self, block: np.ndarray | None, count: bool = True) -> None:
+        """Push one block (None: end of input) and move whatever the graph has ready into _held."""
+        if block is not None:
+            frame = av.AudioFrame.from_ndarray(block[np.newaxis], format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.time_base = Fraction(1, self.sample_rate)
+            frame.pts = self._pushed
+            self._pushed += len(block)
+            if count:
+                self._fed += len(block)
+        self._graph.push(None if block is None else frame)
+        out = [self._held]
+        while True:
+            try:
+                out.append(self._graph.pull().to_ndarray().reshape(-1))
+            except (av.BlockingIOError, av.EOFError):
+                break
+        self._held = np.concatenate(out)
+
+    def _release(self, limit: int) -> np.ndarray:
+        """The held output up to `limit` samples released in all."""
+        n = max(0, min(len(self._held), limit - self._released))
+        out, self._held = self._held[:n], self._held[n:]
+        self._released += n
+        return out
 
 
 class _Encoder:

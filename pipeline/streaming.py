@@ -13,6 +13,12 @@ Segments are read in text order and their audio joined by `SegmentJoiner`, so pi
 order, the first as soon as it is decoded. When the consumer stops early or a step fails, every
 segment stream still running is cancelled (its engine rows are aborted).
 
+Before the join, a request's `tempo` (when not 1) time-stretches each segment's audio as it is
+decoded (pipeline.audio.TempoStretcher, one per segment), so pauses, crossfades and the times in
+each SegmentTiming (`start_sample`/`end_sample`, pipeline.audio.segment_bounds) are those of the
+audio the client gets. A request has one seed: a request without one draws it (`resolve_seed`),
+every segment's seed derives from it (`segment_seed`), and every piece carries it.
+
 Recovery: a step that fails transiently raises `StepUnavailable` (a worker died, restarts or is
 overloaded). The graph then makes the same call again, up to `RETRIES` times: a segment is
 re-submitted whole (its seed is fixed, and sampling is counter-based, so it repeats its tokens),
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Protocol
@@ -40,7 +47,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.audio import SegmentJoiner
+from pipeline.audio import SegmentJoiner, TempoStretcher
 from pipeline.codec import SAMPLE_RATE, CodeSpan, StreamingSpans
 from pipeline.engine.delay import cache_positions
 from pipeline.engine.request import Controls, FrameChunk, GenerationRequest
@@ -70,14 +77,67 @@ class SynthesisRequest(Controls):
         ),
     )
     max_tokens_per_segment: int = Field(DEFAULT_MAX_TOKENS, ge=16, le=1000)
-    pause_ms: float = Field(200.0, ge=0.0, le=5000.0)
-    crossfade_ms: float = Field(0.0, ge=0.0, le=200.0)
+    pause_ms: float = Field(
+        200.0,
+        ge=0.0,
+        le=5000.0,
+        description="Silence between segments, in ms of the output: not divided by `tempo`.",
+    )
+    crossfade_ms: float = Field(
+        0.0, ge=0.0, le=200.0, description="Equal-power fade at each boundary, in ms of the output (join_segments)."
+    )
+    tempo: float = Field(
+        1.0,
+        ge=0.25,
+        le=4.0,
+        description=(
+            "Time-stretch each segment's audio by this factor after generation, pitch kept (FFmpeg's atempo; "
+            "pipeline.audio.TempoStretcher): 2 is twice as fast. Pauses and crossfades are laid on the stretched "
+            "audio and keep their lengths in ms. 1 leaves the audio untouched."
+        ),
+    )
     duration_budget: float = Field(
         DEFAULT_DURATION_BUDGET,
         ge=1.0,
         le=10.0,
         description="A segment is cut at this multiple of its expected duration (from speaking_rate) plus 1 s.",
     )
+
+
+# speaking_rate (phonemes/s) that `speed_controls` conditions the model with: 15 is the reference
+# default (speed 1). 30 is the top of the reference web UI's speaking-rate slider (5..30; the
+# conditioner itself was trained on 0..40, docs/zonos-v0.1.md section 3). 10 is the slowest rate at
+# which a full default segment (DEFAULT_MAX_TOKENS = 300 ids) still ends within the model's 30 s
+# per call (pipeline.segment; MAX_FRAMES): slower conditioning would cut long segments.
+SPEED_RATE_RANGE = (10.0, 30.0)
+SPEED_RANGE = (0.25, 4.0)  # OpenAI's `speed`
+
+
+def speed_controls(speed: float) -> tuple[float, float]:
+    """OpenAI's `speed` (0.25..4.0, 1 = normal) -> (speaking_rate, tempo) for a SynthesisRequest.
+
+    The rule: the wanted rate is 15 * speed phonemes/s (15 = the reference default). The model is
+    conditioned with it clamped to SPEED_RATE_RANGE ([10, 30], where its conditioning is trusted),
+    and what the clamp leaves is time-stretched: tempo = 15 * speed / speaking_rate, so
+    speaking_rate * tempo = 15 * speed always. Speeds 2/3..2 are pure conditioning (tempo 1); below
+    2/3 the audio is slowed (tempo 0.375 at 0.25), above 2 sped up (tempo 2 at 4). A faster speed
+    thus always gives faster audio, where the former `min(40, 15 * speed)` stopped changing above
+    2.67. Raises ValueError for a speed outside 0.25..4.0 (or not a finite number)."""
+    if isinstance(speed, bool) or not (isinstance(speed, int | float) and SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
+        raise ValueError(f"speed must be a number in {SPEED_RANGE[0]}..{SPEED_RANGE[1]}, got {speed!r}")
+    wanted = 15.0 * speed
+    speaking_rate = min(max(wanted, SPEED_RATE_RANGE[0]), SPEED_RATE_RANGE[1])
+    return speaking_rate, wanted / speaking_rate
+
+
+def resolve_seed(request: SynthesisRequest) -> SynthesisRequest:
+    """The request with a concrete seed: itself when it has one, else a copy with a random 63-bit
+    seed (`secrets`). Every segment's seed derives from it (segment_seed), so one seed fixes the
+    whole text's audio, the unconditional voice included. stream_audio calls it; call it first to
+    know the seed before streaming (e.g. to send it in a header)."""
+    if request.seed is not None:
+        return request
+    return request.model_copy(update={"seed": secrets.randbits(63)})
 
 
 def frame_budget(n_tokens: int, speaking_rate: float, duration_budget: float = DEFAULT_DURATION_BUDGET) -> int:
@@ -124,7 +184,8 @@ def segment_request(request: SynthesisRequest, segment: Segment, max_seq_len: in
 
 
 class SegmentTiming(BaseModel):
-    """What became of one segment: its codes, why it stopped and when its last frame arrived."""
+    """What became of one segment: its codes, why it stopped, when its last frame arrived, its seed,
+    and where its audio lies in the joined output (pipeline.audio.segment_bounds)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -134,10 +195,31 @@ class SegmentTiming(BaseModel):
     codes: np.ndarray = Field(description="int64 [9, n_frames]: the segment's codec frames, codes 0..1023.")
     stop_reason: str
     done_s: float = Field(description="Seconds from the request's start until its last frame arrived.")
+    seed: int = Field(description="The segment's own seed: segment_seed(request seed, index).")
+    start_sample: int = Field(
+        description=(
+            "First sample of the segment in the joined output (at sample_rate, after pauses, crossfades and "
+            "tempo); where a crossfade overlaps two segments, the overlap's midpoint."
+        )
+    )
+    end_sample: int = Field(
+        description="One past its last sample, the pause after it excluded; the last segment's is the audio length."
+    )
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def n_frames(self) -> int:
         return self.codes.shape[1]
+
+    @property
+    def start_s(self) -> float:
+        """start_sample in seconds."""
+        return self.start_sample / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        """end_sample in seconds."""
+        return self.end_sample / self.sample_rate
 
 
 class AudioPiece(BaseModel):
@@ -152,6 +234,7 @@ class AudioPiece(BaseModel):
     sample_rate: int = SAMPLE_RATE
     segment_done: bool
     timing: SegmentTiming | None = None
+    seed: int = Field(description="The request's seed (resolve_seed): the same on every piece of a stream.")
 
 
 class SynthesisResult(BaseModel):
@@ -162,6 +245,7 @@ class SynthesisResult(BaseModel):
     audio: np.ndarray = Field(description="float32 mono samples at sample_rate.")
     sample_rate: int
     segments: list[SegmentTiming]
+    seed: int | None = Field(description="The request's seed (resolve_seed); None only for a stream of no pieces.")
     time_to_first_audio_s: float
     wall_s: float
 
@@ -230,8 +314,11 @@ async def in_chunks(chunks: AsyncIterable[FrameChunk], size: int | None = CHUNK_
 
 async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> AsyncIterator[AudioPiece]:
     """The request's audio in text order as it is decoded; the pieces joined equal `join_segments`
-    of every segment's whole decode. Raises what a step raises (after cancelling every segment)."""
+    of every segment's whole decode (each stretched by `request.tempo` first, when it is not 1).
+    A request without a seed gets one (resolve_seed) that every piece carries. Raises what a step
+    raises (after cancelling every segment)."""
     started = time.perf_counter()
+    request = resolve_seed(request)
     segments = await steps.split(request)
     queues: list[asyncio.Queue] = [asyncio.Queue() for _ in segments]
     pumps = [
@@ -239,10 +326,11 @@ async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> Asyn
         for segment, queue in zip(segments, queues, strict=True)
     ]
     joiner = SegmentJoiner(len(segments), SAMPLE_RATE, request.pause_ms, request.crossfade_ms)
-    timings: dict[int, SegmentTiming] = {}  # a crossfade releases a segment only once its successor is done
+    finished_segments: dict[int, dict] = {}  # a crossfade releases a segment only once its successor is done
     try:
         for segment, queue in zip(segments, queues, strict=True):
             spans = StreamingSpans(steps.context_frames, N_CODEBOOKS)
+            stretcher = None if request.tempo == 1 else TempoStretcher(request.tempo, SAMPLE_RATE)
             codes: list[torch.Tensor] = []
             finished = False
             while not finished:
@@ -251,19 +339,32 @@ async def stream_audio(request: SynthesisRequest, steps: SynthesisSteps) -> Asyn
                 codes.append(chunk.frames)
                 span = spans.push(chunk.frames, last=finished)
                 samples = _SILENCE if span is None else await _decode(steps, span)
+                if stretcher is not None:
+                    samples = stretcher.push(samples)
+                    if finished:
+                        samples = np.concatenate([samples, stretcher.flush()])
                 if finished:
-                    timings[segment.index] = SegmentTiming(
+                    finished_segments[segment.index] = dict(
                         index=segment.index,
                         text=segment.text,
                         n_tokens=segment.n_tokens,
                         codes=torch.cat(codes, dim=1).numpy(),
                         stop_reason=chunk.stop_reason,
                         done_s=time.perf_counter() - started,
+                        seed=segment_seed(request.seed, segment.index),
                     )
                 for index, piece, done in joiner.add(segment.index, samples, finished):
-                    timing = timings.pop(index) if done else None
+                    timing = None
+                    if done:
+                        start, end = joiner.bounds(index)
+                        timing = SegmentTiming(**finished_segments.pop(index), start_sample=start, end_sample=end)
                     yield AudioPiece(
-                        segment_index=index, n_segments=len(segments), samples=piece, segment_done=done, timing=timing
+                        segment_index=index,
+                        n_segments=len(segments),
+                        samples=piece,
+                        segment_done=done,
+                        timing=timing,
+                        seed=request.seed,
                     )
     finally:  # a consumer gone or a step failed: stop generating what nobody will hear
         for pump in pumps:
@@ -333,8 +434,9 @@ async def collect(
     started = time.perf_counter()
     samples: list[np.ndarray] = []
     timings: list[SegmentTiming] = []
-    first = None
+    first = seed = None
     async for piece in pieces:
+        seed = piece.seed
         if first is None and len(piece.samples):
             first = time.perf_counter() - started
         samples.append(piece.samples)
@@ -345,5 +447,10 @@ async def collect(
     wall = time.perf_counter() - started
     audio = np.concatenate(samples) if samples else _SILENCE
     return SynthesisResult(
-        audio=audio, sample_rate=SAMPLE_RATE, segments=timings, time_to_first_audio_s=first or wall, wall_s=wall
+        audio=audio,
+        sample_rate=SAMPLE_RATE,
+        segments=timings,
+        seed=seed,
+        time_to_first_audio_s=first or wall,
+        wall_s=wall,
     )

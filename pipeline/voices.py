@@ -17,16 +17,25 @@ Shutdown and backups: `close()` (or leaving a `with VoiceStore(...)` block) chec
 into the main file, which then holds every voice on its own. While a store is open the recent
 writes live in the "-wal" file beside it, so copying the main file alone is not a backup; use
 `backup(path)` (SQLite's online backup: a consistent snapshot, safe while the server runs).
+
+OpenAI's built-in voice names (OPENAI_VOICES: alloy, ash, ...) are fixed voices (`BuiltinVoices`):
+each is bound by configuration to a library voice or a clip, or else is a synthetic embedding
+derived from the name alone (`synthetic_embedding`), so a name gives the same speaker conditioning
+on every request and every segment instead of the model's unconditional speaker, whose voice
+follows the sampling seed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import secrets
 import sqlite3
 import threading
 import time
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +63,14 @@ NAME_RULE = (
     "with at least one letter or digit"
 )
 _NAME_PUNCTUATION = frozenset(" -_.")
+
+# OpenAI's built-in voice names, in the order its API reference lists them (openai-python
+# speech_create_params.py; ../shared/docs/openai-speech-api.md section 1.1).
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"
+)  # fmt: skip
+# Changing it changes every unbound built-in voice: the version is part of the hashed text.
+SYNTHETIC_VOICE_KEY = "zonos-serve synthetic voice v1"
 
 
 class VoiceNotFoundError(KeyError):
@@ -294,3 +311,104 @@ class VoiceStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- OpenAI's built-in names
+
+
+def synthetic_embedding(name: str) -> list[float]:
+    """The fixed 128-float speaker embedding of a built-in voice name that no configuration binds.
+
+    A pure function of `name`: the same on every call, in every process, on every machine. Value i
+    is an Irwin-Hall sum of 4 uniforms on (0, 1) (16 bits each, from SHAKE-256 of
+    SYNTHETIC_VOICE_KEY, a NUL and the name in UTF-8), centred and scaled to mean 0 and variance 1,
+    so within +-2*sqrt(3). The sums are exact in float64 and the scaling and the final float32
+    rounding are single IEEE operations, so no libm, BLAS or Python hash seed can change a bit.
+    Distinct names give distinct embeddings (the same would need 1024 bits of SHAKE-256 to agree).
+
+    It is an arbitrary point of the embedding space, not a designed voice: with real weights it
+    pins one speaker per name; deployments that care how a name sounds bind it to a real voice
+    (AppConfig.voice_bindings).
+    """
+    text = f"{SYNTHETIC_VOICE_KEY}\0{name}".encode("utf-8", "surrogatepass")
+    draws = np.frombuffer(hashlib.shake_256(text).digest(EMBEDDING_DIM * 4 * 2), "<u2").reshape(EMBEDDING_DIM, 4)
+    uniforms = (draws.astype(np.float64) + 0.5) / 65536.0
+    return ((uniforms.sum(axis=1) - 2.0) * math.sqrt(3.0)).astype(_FLOAT32).tolist()
+
+
+def is_clip_binding(target: str) -> bool:
+    """Whether a voice binding's target is a clip's path: it holds a '/', which no voice name may
+    hold (NAME_RULE), so a bare file name is written "./me.wav"."""
+    return "/" in target
+
+
+def check_voice_binding(name: str, target: Any) -> str:
+    """`target` without surrounding whitespace, if built-in voice `name` may be bound to it; else a
+    ValueError saying why (InvalidVoiceNameError for a library name against NAME_RULE).
+
+    `name` must be one of OPENAI_VOICES. `target` is a clip's path (is_clip_binding) or a library
+    voice's id or name. A library voice named under an older rule that allowed '/' is bound by its id.
+    """
+    if name not in OPENAI_VOICES:
+        raise ValueError(f"{name!r} is not one of OpenAI's built-in voice names: {', '.join(OPENAI_VOICES)}")
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError(f"{name!r} must be bound to a library voice's id or name, or to a clip's path")
+    target = target.strip()
+    if is_clip_binding(target):
+        return target
+    try:
+        return clean_voice_name(target)
+    except InvalidVoiceNameError as error:
+        raise InvalidVoiceNameError(f"{name!r} -> {target!r} is no clip path (no '/') and {error}") from None
+
+
+class BuiltinVoices:
+    """OpenAI's built-in voice names as fixed voices: one name, one embedding, on every call.
+
+    `embedding(name, library)` resolves a name of OPENAI_VOICES; the first rule that applies wins:
+
+    1. bound to a clip: the clip's embedding, computed once, here, by `embed_clip(path)`;
+    2. bound to a library voice: that voice's embedding, looked up on every call (a voice deleted and
+       made again under the bound name is followed); None while the library has no such voice;
+    3. unbound, and a library voice has the name itself: that voice's embedding;
+    4. unbound: synthetic_embedding(name).
+
+    So the operator's configuration wins over a library voice that a client named like a built-in
+    voice, and such a voice wins over the synthetic one (the way to bind a name without restarting).
+    `bindings` maps names to targets as AppConfig.voice_bindings does (check_voice_binding); a clip
+    that cannot be embedded is a ValueError naming the binding, so a server fails at start, not later.
+    """
+
+    def __init__(
+        self, bindings: Mapping[str, str] | None = None, embed_clip: Callable[[str], Sequence[float]] | None = None
+    ):
+        self.bindings = {name: check_voice_binding(name, target) for name, target in (bindings or {}).items()}
+        self._clips: dict[str, list[float]] = {}
+        for name, target in self.bindings.items():
+            if not is_clip_binding(target):
+                continue
+            if embed_clip is None:
+                raise ValueError(f"voice binding {name!r} -> clip {target!r}: nothing here embeds clips")
+            try:
+                self._clips[name] = _float32_values(embed_clip(target))
+            except (OSError, ValueError) as error:
+                raise ValueError(f"voice binding {name!r} -> clip {target!r}: {error}") from error
+
+    def embedding(self, name: str, library: Callable[[str], Sequence[float] | None]) -> list[float] | None:
+        """The embedding `name` stands for (the class docstring's rules). `library(ref)` is the voice
+        library's embedding of the voice with id or name `ref`, None when there is none.
+        VoiceNotFoundError when `name` is not a built-in voice name."""
+        if name not in OPENAI_VOICES:
+            raise VoiceNotFoundError(name)
+        if name in self._clips:
+            return list(self._clips[name])
+        target = self.bindings.get(name)
+        found = library(target if target is not None else name)
+        if found is not None:
+            return list(found)
+        return None if target is not None else synthetic_embedding(name)
+
+
+def _float32_values(embedding: Any) -> list[float]:
+    """128 floats as the library stores them (rounded to float32), checked as VoiceStore.add checks them."""
+    return np.frombuffer(_embedding_bytes(embedding), _FLOAT32).tolist()

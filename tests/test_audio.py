@@ -10,7 +10,20 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import FORMATS, MEDIA_TYPES, AudioFormat, StreamingEncoder, encode_audio, join_segments
+from pipeline.audio import (
+    ATEMPO_STAGE_RANGE,
+    FORMATS,
+    MEDIA_TYPES,
+    AudioFormat,
+    SegmentJoiner,
+    StreamingEncoder,
+    TempoStretcher,
+    encode_audio,
+    join_segments,
+    segment_bounds,
+    segment_layout,
+    tempo_stages,
+)
 
 RATE = 44100
 LOSSLESS = ("wav", "flac", "pcm")
@@ -278,3 +291,133 @@ def test_crossfade_is_clipped_to_half_the_shorter_segment():
 def test_join_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         join_segments(**({"segments": [np.zeros(3, np.float32)]} | kwargs))
+
+
+# --- where each segment lies -----------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 3000), min_size=1, max_size=5),
+    pause_ms=st.sampled_from([0.0, 1.0, 5.0, 20.0]),
+    crossfade_ms=st.sampled_from([0.0, 1.0, 5.0, 30.0]),
+)
+def test_segment_bounds_are_where_the_samples_lie(lengths, pause_ms, crossfade_ms):
+    """Segment i is the constant i + 1 (faded at its ends, never to 0): the joined audio is non-zero
+    exactly inside the spans and silent between them; where two segments overlap, the boundary is
+    the overlap's midpoint; the last end is the audio's length."""
+    segments = [np.full(n, i + 1, np.float32) for i, n in enumerate(lengths)]
+    joined = join_segments(segments, RATE, pause_ms, crossfade_ms)
+    bounds = segment_bounds(lengths, RATE, pause_ms, crossfade_ms)
+    assert bounds[-1][1] == len(joined) and bounds[0][0] == 0
+    inside = np.zeros(len(joined), bool)
+    for (start, end), (next_start, _) in zip(bounds, [*bounds[1:], (len(joined), None)], strict=True):
+        assert 0 <= start <= end <= next_start
+        inside[start:end] = True
+    np.testing.assert_array_equal(joined != 0, inside)
+    starts, _ = segment_layout(lengths, RATE, pause_ms, crossfade_ms)
+    for i, ((start, end), first, n) in enumerate(zip(bounds, starts, lengths, strict=True)):
+        overlap_after = first + n - starts[i + 1] if i + 1 < len(starts) else 0
+        if overlap_after > 0:  # the midpoint of where segment i and i + 1 sound together
+            assert end == bounds[i + 1][0] == starts[i + 1] + overlap_after // 2
+        else:
+            assert end == first + n
+        if not crossfade_ms:  # no fades: the span holds the segment's own samples, untouched
+            np.testing.assert_array_equal(joined[start:end], segments[i])
+
+
+@pytest.mark.parametrize("crossfade_ms", [0.0, 5.0])
+def test_joiner_bounds_match_segment_bounds(crossfade_ms):
+    lengths = [700, 0, 300, 1200]
+    joiner = SegmentJoiner(len(lengths), RATE, pause_ms=3, crossfade_ms=crossfade_ms)
+    with pytest.raises(ValueError, match="not left"):
+        joiner.bounds(0)
+    done = []
+    for i, n in reversed(list(enumerate(lengths))):  # any order of arrival
+        for piece in np.array_split(np.full(n, 0.5, np.float32), 3):
+            joiner.add(i, piece)
+        done += [index for index, _, finished in joiner.add(i, np.zeros(0, np.float32), True) if finished]
+    assert done == [0, 1, 2, 3]
+    expected = segment_bounds(lengths, RATE, 3, crossfade_ms)
+    assert [joiner.bounds(i) for i in range(4)] == expected
+
+
+# --- tempo -------------------------------------------------------------------------------------
+
+
+def stretch(samples: np.ndarray, tempo: float, cuts=()) -> tuple[np.ndarray, int]:
+    """The stretched samples pushed in pieces cut at `cuts`, and how many left before flush."""
+    stretcher = TempoStretcher(tempo, RATE)
+    early = [stretcher.push(piece) for piece in np.split(samples, sorted(cuts))]
+    out = np.concatenate([*early, stretcher.flush()])
+    assert out.dtype == np.float32 and stretcher.flush().shape == (0,)
+    return out, sum(len(piece) for piece in early)
+
+
+@pytest.mark.parametrize("tempo", [0.25, 0.3, 0.5, 0.8, 1.0, 1.9, 2.0, 2.5, 4.0])
+def test_tempo_stages_multiply_to_the_tempo_within_atempos_blending_range(tempo):
+    stages = tempo_stages(tempo)
+    assert np.prod(stages) == pytest.approx(tempo, rel=1e-12)
+    assert all(ATEMPO_STAGE_RANGE[0] <= s <= ATEMPO_STAGE_RANGE[1] for s in stages)
+    assert len(stages) == (0 if tempo == 1 else max(1, int(np.ceil(abs(np.log2(tempo)) - 1e-9))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tempo=st.floats(0.25, 4.0),
+    n=st.integers(0, 20000),
+    cuts=st.lists(st.integers(0, 20000), max_size=12),
+    seed=st.integers(0, 3),
+)
+def test_stretch_any_chunking_gives_the_same_samples_and_exact_length(tempo, n, cuts, seed):
+    """Measured: atempo alone is not chunk-invariant (frames of ~200 samples change its output by up
+    to 0.4 at the start); regrouped into fixed blocks, any chunking gives identical samples."""
+    audio = signal(n / RATE, seed)
+    whole, _ = stretch(audio, tempo)
+    chunked, _ = stretch(audio, tempo, [c for c in cuts if c <= n])
+    np.testing.assert_array_equal(chunked, whole)
+    assert len(whole) == round(n / tempo)
+
+
+@pytest.mark.parametrize("tempo", [0.375, 0.75, 1.5, 2.0, 4.0])
+def test_stretch_keeps_the_pitch_and_streams_early(tempo):
+    t = np.arange(RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out, early = stretch(tone, tempo, range(0, RATE, 8192))  # the vocoder's 16-frame chunks
+    assert len(out) == round(RATE / tempo)
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(len(out))))
+    peak_hz = np.argmax(spectrum) * RATE / len(out)
+    assert abs(peak_hz - 440) < 5  # a resampler would move it to 440 * tempo
+    assert np.sqrt(np.mean(out[2048:-2048] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+    assert early >= len(out) - 8192 / tempo - 2 * 4096  # all but about a block and a window before flush
+
+
+def test_stretch_keeps_the_end_of_the_input():
+    """atempo alone drops up to a window at the end; the flushed tail of zeros brings it out."""
+    burst = (0.5 * np.sin(2 * np.pi * 440 * np.arange(2205) / RATE)).astype(np.float32)
+    audio = np.concatenate([np.zeros(RATE, np.float32), burst])
+    for tempo in (0.375, 0.75, 1.5, 3.0):
+        out, _ = stretch(audio, tempo)
+        tail = out[-round(len(burst) / tempo) :]
+        assert np.sqrt(np.mean(tail**2)) > 0.25, tempo
+
+
+def test_tempo_one_passes_samples_through():
+    audio = signal(0.2)
+    stretcher = TempoStretcher(1.0)
+    np.testing.assert_array_equal(stretcher.push(audio), audio)
+    assert stretcher.flush().shape == (0,)
+
+
+@pytest.mark.parametrize("tempo", [0, -1.0, float("nan"), float("inf"), True])
+def test_stretch_rejects_a_bad_tempo(tempo):
+    with pytest.raises(ValueError, match="tempo must be a finite number > 0"):
+        TempoStretcher(tempo)
+
+
+def test_stretch_push_after_flush_is_an_error():
+    stretcher = TempoStretcher(1.5)
+    stretcher.push(signal(0.1))
+    stretcher.flush()
+    with pytest.raises(ValueError, match="after flush"):
+        stretcher.push(signal(0.1))

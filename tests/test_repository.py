@@ -83,7 +83,7 @@ def test_ci_runs_readmes_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     command = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert f"```bash\n{command}\n```" in readme
-    assert "bash scripts/setup.sh && serve run serve_config.yaml" in readme
+    assert "bash scripts/setup.sh && python3 -m deployments.run serve_config.yaml" in readme
 
 
 def test_every_error_class_survives_a_trip_across_processes():

@@ -249,3 +249,37 @@ def test_drain_begins_when_serve_starts_stopping_the_replica(monkeypatch):
     while not drain and time.monotonic() < deadline:
         time.sleep(0.01)
     assert drain and "Serve" in drain.reason
+
+
+def test_a_graceful_app_stop_begins_the_drain_and_gets_in_flight_reports(monkeypatch):
+    """deployments.shutdown's request reaches the follower (with Serve's own flag still down); from
+    then on the replica reports how many requests `Drain.track` holds, down to 0."""
+    replica = types.SimpleNamespace(_shutting_down=False)
+    monkeypatch.setattr(
+        ray._private.worker.global_worker, "actors", {"a": types.SimpleNamespace(_replica_impl=replica)}, raising=False
+    )
+
+    class Signal:
+        def __init__(self):
+            self.asked, self.reports = False, []
+
+        def requested(self):
+            return self.asked
+
+        def report(self, n):
+            self.reports.append(n)
+
+    signal, drain = Signal(), Drain()
+    assert follow_serve_shutdown(drain, poll_s=0.01, app_signal=signal)
+    with drain.track(), drain.track():
+        time.sleep(0.05)
+        assert not drain and not signal.reports
+        signal.asked = True
+        deadline = time.monotonic() + 2
+        while not signal.reports and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert drain and "graceful stop" in drain.reason and signal.reports[-1] == 2
+    deadline = time.monotonic() + 2
+    while signal.reports[-1] != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert signal.reports[-1] == 0 and drain.in_flight == 0

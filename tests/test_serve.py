@@ -1,10 +1,10 @@
 """The Serve application on a real local Ray instance: HTTP, the OpenAI SDK, handles, batching."""
 
+import base64
 import concurrent.futures
 import io
-import os
+import json
 import re
-import socket
 import threading
 import time
 
@@ -19,35 +19,10 @@ from ray import serve
 
 from conftest import DATA
 from deployments.app import APP_NAME, build_app
-from deployments.request_ids import PROXY_CALLBACK
+from pipeline.segment import DEFAULT_MAX_TOKENS, split_text
 
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
 TEXT = "Hello there. This is a short test of the server."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """Ray and the zonos-tts app, once per test session: the fixture LM (it emits EOS) + tiny codec/speaker."""
-    port = _free_port()
-    os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = PROXY_CALLBACK  # the proxy validates X-Request-ID
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {
-        "sources": {"model": str(DATA), "codec": "random-tiny", "speaker": "random-tiny"},
-        "engine": {"max_rows": 32, "max_seq_len": 1024},
-        "voices_db": str(tmp_path_factory.mktemp("voices") / "voices.sqlite3"),
-        "max_text_chars": 2000,
-    }
-    serve.run(build_app(args), name=APP_NAME, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    ray.shutdown()
 
 
 def _speech(server, **fields):
@@ -55,10 +30,10 @@ def _speech(server, **fields):
     return requests.post(f"{server}/v1/audio/speech", json=body, timeout=120)
 
 
-def _decoded_seconds(data: bytes, fmt: str) -> tuple[float, int, int]:
-    """(duration, sample rate, channels) of encoded audio."""
+def _decoded_seconds(data: bytes, fmt: str, pcm_rate: int = 44100) -> tuple[float, int, int]:
+    """(duration, sample rate, channels) of encoded audio; raw pcm is s16le mono at `pcm_rate`."""
     if fmt == "pcm":
-        return len(data) / 2 / 44100, 44100, 1
+        return len(data) / 2 / pcm_rate, pcm_rate, 1
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))
@@ -81,7 +56,7 @@ def test_http_round_trip_in_every_format(server, fmt):
     response = _speech(server, response_format=fmt)
     assert response.status_code == 200, response.text
     assert response.headers["x-audio-format"] == fmt
-    seconds, rate, channels = _decoded_seconds(response.content, fmt)
+    seconds, rate, channels = _decoded_seconds(response.content, fmt, pcm_rate=24000)  # OpenAI's pcm rate
     assert rate == int(response.headers["x-sample-rate"]) and channels == 1
     assert seconds > 0.1
 
@@ -96,6 +71,34 @@ def test_openai_sdk_round_trip_plain_and_streaming(server, fmt):
     ) as response:
         streamed = b"".join(response.iter_bytes())
     assert _decoded_seconds(streamed, fmt)[0] > 0.1
+
+
+def test_openai_sse_usage_is_the_graphs_tokens_and_frames_and_x_seed_repeats(server):
+    """Through the real graph: speech.audio.done's usage counts the phoneme tokens of every segment
+    (as the splitter cuts the text here) and the codec frames of the audio (512 samples each; the
+    rest is the 200 ms pauses between segments); the X-Seed of a request sent back gives its bytes."""
+    text = "Request number one. It has two sentences."
+    body = {"model": "tts-1", "input": text, "voice": "alloy", "language": "en-us", "response_format": "wav"}
+
+    def sse(**fields):
+        response = requests.post(
+            f"{server}/v1/audio/speech", json=body | {"stream_format": "sse"} | fields, timeout=120
+        )
+        assert response.status_code == 200, response.text
+        events = [json.loads(block.removeprefix("data: ")) for block in response.text.split("\n\n") if block]
+        audio = b"".join(base64.b64decode(event["audio"]) for event in events[:-1])
+        return response.headers["x-seed"], audio, events[-1]
+
+    seed, audio, done = sse()
+    segments = split_text(text, "en-us", DEFAULT_MAX_TOKENS)
+    assert len(segments) == 2
+    usage = done["usage"]
+    assert done["type"] == "speech.audio.done" and usage["input_tokens"] == sum(s.n_tokens for s in segments)
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    with av.open(io.BytesIO(audio)) as container:
+        n_samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert n_samples == 512 * usage["output_tokens"] + round(0.2 * 44100)
+    assert sse(seed=int(seed)) == (seed, audio, done)
 
 
 def test_native_tts_with_a_library_voice(server):
@@ -130,21 +133,21 @@ BAD_REQUESTS = [
     ("post", "/v1/audio/speech", {"data": "{not json", "headers": {"content-type": "application/json"}}, 400),
     ("post", "/v1/audio/speech", {"data": "[1, 2]", "headers": {"content-type": "application/json"}}, 400),
     ("post", "/v1/audio/speech", {"data": "text", "headers": {"content-type": "text/plain"}}, 400),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "voice": "alloy"}}, 422),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi"}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "voice": "alloy"}}, 400),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi"}}, 400),
     ("post", "/v1/audio/speech", {"json": {"model": "nope", "input": "hi", "voice": "alloy"}}, 404),
     ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "nobody"}}, 404),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "", "voice": "alloy"}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "", "voice": "alloy"}}, 400),
     ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "x" * 2001, "voice": "alloy"}}, 413),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 9}}, 422),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 0.1}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 9}}, 400),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 0.1}}, 400),
     (
         "post",
         "/v1/audio/speech",
         {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "ogg"}},
-        422,
+        400,
     ),
-    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "volume": 3}}, 422),
+    ("post", "/v1/audio/speech", {"json": {"model": "tts-1", "input": "hi", "voice": "alloy", "volume": 3}}, 400),
     ("post", "/v1/tts", {"json": {"text": "hi", "language": "xx"}}, 422),
     ("post", "/v1/tts", {"json": {"text": "hi", "speaker": [0.1] * 5}}, 422),
     ("post", "/v1/tts", {"json": {"text": "hi", "emotion": [1, 2]}}, 422),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import streaming
-from pipeline.audio import join_segments
+from pipeline.audio import TempoStretcher, join_segments, segment_bounds
 from pipeline.codec import HOP_LENGTH, SAMPLE_RATE
 from pipeline.engine import FrameChunk, GenerationRequest
 from pipeline.model import N_CODEBOOKS
@@ -22,7 +22,9 @@ from pipeline.streaming import (
     SynthesisRequest,
     collect,
     in_chunks,
+    resolve_seed,
     segment_seed,
+    speed_controls,
     stream_audio,
 )
 
@@ -266,3 +268,107 @@ def test_a_repeat_that_differs_is_not_spliced_in(no_backoff):
     steps = FlakySteps([20, 4, 4], chunk=2, cut=[3, 0, 0], failing=[1, 0, 0], repeat_code=7)
     with pytest.raises(RecoveryMismatch, match="did not repeat"):
         _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)
+
+
+# --- timestamps, tempo, seeds, speed ---------------------------------------------------------
+
+
+def _stretched(segment: np.ndarray, tempo: float) -> np.ndarray:
+    """One segment's whole audio stretched in one call (chunking does not matter: test_audio)."""
+    if tempo == 1:
+        return segment
+    stretcher = TempoStretcher(tempo, SAMPLE_RATE)
+    return np.concatenate([stretcher.push(segment), stretcher.flush()])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=3, max_size=3),
+    chunk=st.integers(1, 6),
+    pause_ms=st.sampled_from([0.0, 3.0, 10.0]),
+    crossfade_ms=st.sampled_from([0.0, 2.0, 5.0]),
+    tempo=st.sampled_from([1.0, 0.3, 0.8, 1.7, 4.0]),
+)
+def test_segment_times_say_where_each_segment_lies_in_the_output(lengths, chunk, pause_ms, crossfade_ms, tempo):
+    """Each segment stretched whole, then joined, is the streamed audio; each timing's
+    [start_sample, end_sample) is its span there (segment_bounds of the stretched lengths): without a
+    crossfade its own samples, with exact silence (the pause) between segments; collect's audio ends
+    at the last end."""
+    request = SynthesisRequest(text=" ".join(TEXTS), seed=2, pause_ms=pause_ms, crossfade_ms=crossfade_ms, tempo=tempo)
+    pieces = _pieces(request, FakeSteps(lengths, delays=[0.0] * 3, chunk=chunk))
+    stretched = [_stretched(segment, tempo) for segment in _whole(lengths)]
+    assert [len(s) for s in stretched] == [round(n * HOP_LENGTH / tempo) for n in lengths]
+    joined = np.concatenate([p.samples for p in pieces])
+    np.testing.assert_array_equal(joined, join_segments(stretched, SAMPLE_RATE, pause_ms, crossfade_ms))
+    timings = [p.timing for p in pieces if p.segment_done]
+    bounds = [(t.start_sample, t.end_sample) for t in timings]
+    assert bounds == segment_bounds([len(s) for s in stretched], SAMPLE_RATE, pause_ms, crossfade_ms)
+    assert bounds[-1][1] == len(joined)
+    assert all(t.start_s == t.start_sample / SAMPLE_RATE and t.end_s == t.end_sample / SAMPLE_RATE for t in timings)
+    if not crossfade_ms:
+        for i, ((start, end), segment) in enumerate(zip(bounds, stretched, strict=True)):
+            np.testing.assert_array_equal(joined[start:end], segment)
+            if i + 1 < len(bounds):
+                gap = joined[end : bounds[i + 1][0]]
+                assert len(gap) == round(pause_ms * SAMPLE_RATE / 1000) and not gap.any()
+    result = asyncio.run(collect(stream_audio(request, FakeSteps(lengths, delays=[0.0] * 3, chunk=chunk))))
+    assert len(result.audio) == result.segments[-1].end_sample == bounds[-1][1]
+
+
+def test_tempo_one_is_the_audio_without_tempo():
+    lengths = [5, 9, 2]
+    request = SynthesisRequest(text=" ".join(TEXTS), seed=1, pause_ms=10)
+    plain = np.concatenate([p.samples for p in _pieces(request, FakeSteps(lengths, delays=[0.0] * 3))])
+    np.testing.assert_array_equal(plain, join_segments(_whole(lengths), SAMPLE_RATE, 10))
+    faster = _pieces(request.model_copy(update={"tempo": 2.0}), FakeSteps(lengths, delays=[0.0] * 3))
+    assert len(np.concatenate([p.samples for p in faster])) == sum(round(n * HOP_LENGTH / 2) for n in lengths) + 2 * 441
+
+
+def test_a_request_without_a_seed_gets_one_that_every_segment_derives_from():
+    runs = []
+    for _ in range(2):
+        steps = FakeSteps([4, 4, 4], delays=[0.0] * 3)
+        pieces = _pieces(SynthesisRequest(text=" ".join(TEXTS)), steps)
+        (seed,) = {p.seed for p in pieces}  # one seed, on every piece
+        assert 0 <= seed < 2**63
+        assert {r.text: r.seed for r in steps.requests} == {t: segment_seed(seed, i) for i, t in enumerate(TEXTS)}
+        assert [p.timing.seed for p in pieces if p.segment_done] == [segment_seed(seed, i) for i in range(3)]
+        runs.append(seed)
+    assert runs[0] != runs[1]  # random per request (a clash has probability 2**-63)
+    result = asyncio.run(collect(stream_audio(SynthesisRequest(text=" ".join(TEXTS), seed=77), steps)))
+    assert result.seed == 77
+
+
+def test_resolve_seed_fixes_a_seed_before_streaming():
+    request = SynthesisRequest(text=" ".join(TEXTS), pause_ms=5)
+    resolved = resolve_seed(request)
+    assert request.seed is None and isinstance(resolved.seed, int) and 0 <= resolved.seed < 2**63
+    assert resolved.model_dump(exclude={"seed"}) == request.model_dump(exclude={"seed"})
+    assert resolve_seed(resolved) is resolved
+    steps = FakeSteps([3, 3, 3], delays=[0.0] * 3)
+    assert {p.seed for p in _pieces(resolved, steps)} == {resolved.seed}
+    assert sorted(r.seed for r in steps.requests) == sorted(segment_seed(resolved.seed, i) for i in range(3))
+
+
+@given(speed=st.floats(0.25, 4.0), faster=st.floats(0.25, 4.0))
+def test_speed_controls_condition_within_the_trusted_rates_and_stretch_the_rest(speed, faster):
+    rate, tempo = speed_controls(speed)
+    assert 10.0 <= rate <= 30.0
+    assert rate * tempo == pytest.approx(15.0 * speed, rel=1e-12)  # together: 15 phonemes/s at speed 1
+    assert (tempo == 1.0) == (2 / 3 <= speed <= 2.0)
+    SynthesisRequest(text="x", speaking_rate=rate, tempo=tempo)  # within the request's bounds
+    if faster > speed:  # a faster speed never slows either control and always speeds one
+        other_rate, other_tempo = speed_controls(faster)
+        assert other_rate >= rate and other_tempo >= tempo and (other_rate, other_tempo) != (rate, tempo)
+
+
+def test_speed_controls_at_the_ends_and_at_normal_speed():
+    assert speed_controls(1.0) == (15.0, 1.0)
+    assert speed_controls(0.25) == (10.0, 0.375)
+    assert speed_controls(4.0) == (30.0, 2.0)
+
+
+@pytest.mark.parametrize("speed", [0.24, 4.01, float("nan"), float("inf"), True, "2"])
+def test_speed_controls_refuse_a_speed_outside_openais_range(speed):
+    with pytest.raises(ValueError, match=r"speed must be a number in 0.25..4.0"):
+        speed_controls(speed)

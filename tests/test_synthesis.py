@@ -2,6 +2,7 @@
 
 import io
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -9,13 +10,19 @@ import soundfile as sf
 
 from conftest import DATA
 from pipeline.__main__ import main
-from pipeline.audio import segment_layout
+from pipeline.audio import segment_bounds, segment_layout
 from pipeline.codec import HOP_LENGTH, SAMPLE_RATE, Codec
 from pipeline.engine import SamplingParams, ZonosEngine
 from pipeline.model import FRAME_RATE, MAX_FRAMES
 from pipeline.segment import split_text
 from pipeline.speaker import SpeakerEncoder
-from pipeline.streaming import SynthesisRequest, frame_budget, segment_request, segment_seed
+from pipeline.streaming import (
+    SynthesisRequest,
+    frame_budget,
+    segment_request,
+    segment_seed,
+    speed_controls,
+)
 from pipeline.synthesis import Synthesizer
 
 SENTENCES = [
@@ -91,6 +98,12 @@ def test_long_text_every_segment_present_in_order(synthesizer):
     assert len(result.audio) == starts[-1] + len(alone[-1])
     for start, audio in zip(starts, alone, strict=True):
         np.testing.assert_allclose(result.audio[start : start + len(audio)], audio, atol=1e-4)
+    # Each timing says where: its own samples, then exactly the 100 ms pause of silence until the next.
+    for s, start, audio, following in zip(segments, starts, alone, [*starts[1:], None], strict=True):
+        assert (s.start_sample, s.end_sample) == (start, start + len(audio))
+        if following is not None:
+            assert following - s.end_sample == 4410 and not result.audio[s.end_sample : following].any()
+    assert segments[-1].end_sample == len(result.audio)
     assert result.real_time_factor > 0 and 0 < result.time_to_first_audio_s <= result.wall_s
     assert [s.done_s for s in segments] == sorted(s.done_s for s in segments)
 
@@ -118,9 +131,69 @@ def test_stream_joined_equals_synthesize(synthesizer, crossfade_ms):
     assert [p.timing.index for p in pieces if p.segment_done] == list(range(len(whole.segments)))
     for piece, segment in zip([p for p in pieces if p.segment_done], whole.segments, strict=True):
         assert np.array_equal(piece.timing.codes, segment.codes)
+        assert (piece.timing.start_sample, piece.timing.end_sample) == (segment.start_sample, segment.end_sample)
+    lengths = [s.n_frames * HOP_LENGTH for s in whole.segments]  # the codec decodes 512 samples a frame
+    bounds = segment_bounds(lengths, SAMPLE_RATE, 150, crossfade_ms)
+    assert [(s.start_sample, s.end_sample) for s in whole.segments] == bounds
+    assert bounds[-1][1] == len(whole.audio)
     streamed = np.concatenate([p.samples for p in pieces])
     assert streamed.shape == whole.audio.shape
     np.testing.assert_allclose(streamed, whole.audio, atol=1e-4)
+
+
+def test_stream_joined_equals_synthesize_when_stretched(synthesizer):
+    """Streamed (16-frame decodes, stretched as they come) or whole: the same stretched audio and
+    times (tempo 3: two chained atempo stages of 1.73)."""
+    tempo = 3.0
+    text = " ".join(SENTENCES[:2])
+    request = SynthesisRequest(text=text, seed=3, tempo=tempo, speaking_rate=30.0, cfg_scale=1.0, crossfade_ms=20)
+    whole = synthesizer.synthesize(request)
+    pieces = list(synthesizer.stream(request))
+    streamed = np.concatenate([p.samples for p in pieces])
+    assert streamed.shape == whole.audio.shape
+    np.testing.assert_allclose(streamed, whole.audio, atol=1e-4)
+    times = [(p.timing.start_sample, p.timing.end_sample) for p in pieces if p.segment_done]
+    assert times == [(s.start_sample, s.end_sample) for s in whole.segments]
+    lengths = [round(s.n_frames * HOP_LENGTH / tempo) for s in whole.segments]
+    assert times == segment_bounds(lengths, SAMPLE_RATE, request.pause_ms, 20)
+
+
+def test_speed_makes_the_audio_strictly_shorter_over_openais_whole_range(synthesizer):
+    """OpenAI's speeds through speed_controls on real synthesized audio: each faster speed is shorter.
+
+    The fixture LM is no trained model, so its own stopping point does not follow speaking_rate;
+    with duration_budget 1 each segment runs to its frame budget, which falls with the rate as real
+    speech does (speeds 2/3..2). Where the rate is clamped (below 2/3, above 2) the same codes are
+    stretched: the audio is round(n / tempo) samples, n = 512 per frame."""
+    text = "The harbour was quiet before dawn."
+    runs = {}
+    for speed in (0.25, 0.5, 1.0, 2.0, 2.67, 3.0, 4.0):
+        rate, tempo = speed_controls(speed)
+        request = SynthesisRequest(
+            text=text, seed=6, speaking_rate=rate, tempo=tempo, cfg_scale=1.0, duration_budget=1.0
+        )
+        runs[speed] = (rate, tempo, synthesizer.synthesize(request))
+    durations = [len(result.audio) for _, _, result in runs.values()]
+    assert all(a > b for a, b in pairwise(durations)), durations
+    for rate, tempo, result in runs.values():
+        (segment,) = result.segments
+        assert len(result.audio) == segment.end_sample == round(segment.n_frames * HOP_LENGTH / tempo)
+        same_rate = [r for r_rate, _, r in runs.values() if r_rate == rate]
+        assert all(np.array_equal(r.segments[0].codes, segment.codes) for r in same_rate)  # stretched after
+    base = runs[2.0][2]  # rate 30, tempo 1: speeds 2.67, 3 and 4 stretch its audio by 4/3, 1.5 and 2
+    for speed in (2.67, 3.0, 4.0):
+        assert len(base.audio) / len(runs[speed][2].audio) == pytest.approx(runs[speed][1], rel=1e-3)
+
+
+def test_a_resolved_seed_repeats_the_audio(synthesizer):
+    """seed None: one request seed is drawn and reported; every segment's seed derives from it, and
+    the same text with that seed gives the same audio."""
+    text = " ".join(SENTENCES[:2])
+    first = synthesizer.synthesize(SynthesisRequest(text=text, speaking_rate=30.0, cfg_scale=1.0))
+    assert first.seed is not None and len(first.segments) == 2
+    assert [s.seed for s in first.segments] == [segment_seed(first.seed, i) for i in range(2)]
+    again = synthesizer.synthesize(SynthesisRequest(text=text, speaking_rate=30.0, cfg_scale=1.0, seed=first.seed))
+    assert again.seed == first.seed and np.array_equal(again.audio, first.audio)
 
 
 def test_stream_first_audio_before_the_last_segment_finishes(synthesizer):

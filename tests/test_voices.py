@@ -1,10 +1,14 @@
 """Voice library: add/get/list/delete, validation, the name rule, persistence, shutdown checkpoint,
-backups, threads and the float32 round trip."""
+backups, threads and the float32 round trip; OpenAI's built-in names as fixed voices (synthetic
+embeddings, configured bindings) in the library and in the Voices deployment (its class, no Ray)."""
 
+import ast
 import os
 import pickle
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import unicodedata
 from contextlib import closing
@@ -14,15 +18,23 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from deployments.config import AppConfig, ModelSources
+from pipeline.audio import encode_audio
+from pipeline.speaker import SpeakerEncoder
 from pipeline.voices import (
     EMBEDDING_DIM,
+    OPENAI_VOICES,
+    BuiltinVoices,
     DuplicateVoiceNameError,
     InvalidVoiceNameError,
     Voice,
     VoiceNotFoundError,
     VoiceStore,
+    check_voice_binding,
     clean_voice_name,
+    synthetic_embedding,
 )
 
 
@@ -453,3 +465,191 @@ def test_float32_round_trip_is_exact(values):
     # Compare bits, not values, so -0.0 and 0.0 count as different.
     assert np.asarray(stored, np.float32).tobytes() == np.asarray(values, np.float32).tobytes()
     assert voice.embedding == stored == values
+
+
+# --------------------------------------------------------------------------- OpenAI's built-in names
+
+
+def library_of(store: VoiceStore):
+    """The `library` lookup BuiltinVoices takes, over a store (as the Voices deployment's `embedding`)."""
+
+    def lookup(ref: str) -> list[float] | None:
+        try:
+            return store.embedding(ref)
+        except VoiceNotFoundError:
+            return None
+
+    return lookup
+
+
+@settings(max_examples=100, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=80), min_size=2, max_size=6, unique=True))
+def test_synthetic_embeddings_are_fixed_per_name_and_distinct_across_names(names):
+    embeddings = [synthetic_embedding(name) for name in names]
+    for name, values in zip(names, embeddings, strict=True):
+        assert synthetic_embedding(name) == values  # the same on every call
+        assert len(values) == EMBEDDING_DIM and all(np.isfinite(values))
+        assert np.asarray(values, np.float32).tolist() == values  # exactly float32, as the library stores
+        assert max(map(abs, values)) <= 2 * 3**0.5  # an Irwin-Hall sum of 4, scaled to variance 1
+    assert len({tuple(values) for values in embeddings}) == len(names)
+
+
+def test_synthetic_embeddings_have_unit_variance():
+    """The documented distribution: mean 0, variance 1 per value (13 x 128 values: loose bounds)."""
+    values = np.array([synthetic_embedding(name) for name in OPENAI_VOICES])
+    assert abs(values.mean()) < 0.1 and 0.9 < values.std() < 1.1
+    assert np.abs(np.corrcoef(values)[np.triu_indices(13, 1)]).max() < 0.4  # no two names nearly alike
+
+
+def test_synthetic_embeddings_are_the_same_in_another_process():
+    """A pure function of the name: not Python's per-process string hash, nor anything else a restart changes."""
+    code = "from pipeline.voices import *; print([synthetic_embedding(name) for name in OPENAI_VOICES])"
+    env = os.environ | {"PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert ast.literal_eval(out) == [synthetic_embedding(name) for name in OPENAI_VOICES]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bindings=st.dictionaries(st.sampled_from(OPENAI_VOICES), st.sampled_from(["Carol", "Dave"])),
+    shadowed=st.sampled_from(OPENAI_VOICES),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_each_builtin_name_is_one_voice_on_every_call(bindings, shadowed, seed):
+    """Bound: the bound library voice's embedding; unbound: a library voice named like it, else the
+    name's synthetic embedding; the same however often it is asked."""
+    with VoiceStore(":memory:") as store:
+        stored = {
+            "Carol": store.add("Carol", embedding(seed)).embedding,
+            "Dave": store.add("Dave", embedding(seed + 2)).embedding,
+        }
+        shadow_embedding = store.add(shadowed, embedding(seed + 1)).embedding  # a client named a voice like a built-in
+        builtins = BuiltinVoices(bindings)
+        for _ in range(3):
+            for name in OPENAI_VOICES:
+                got = builtins.embedding(name, library_of(store))
+                if name in bindings:
+                    assert got == stored[bindings[name]]  # the configuration wins, even over `shadowed`
+                elif name == shadowed:
+                    assert got == shadow_embedding
+                else:
+                    assert got == synthetic_embedding(name)
+        unbound = [name for name in OPENAI_VOICES if name not in bindings and name != shadowed]
+        assert len({tuple(builtins.embedding(name, library_of(store))) for name in unbound}) == len(unbound)
+
+
+def test_a_binding_follows_the_library_voice_it_names(store):
+    builtins = BuiltinVoices({"alloy": "Carol"})
+    assert builtins.embedding("alloy", library_of(store)) is None  # bound to a voice not made yet
+    first = store.add("Carol", embedding(1))
+    assert builtins.embedding("alloy", library_of(store)) == first.embedding
+    store.delete(first.id)
+    second = store.add("Carol", embedding(2))
+    assert builtins.embedding("alloy", library_of(store)) == second.embedding
+    by_id = BuiltinVoices({"alloy": second.id})
+    assert by_id.embedding("alloy", library_of(store)) == second.embedding
+    with pytest.raises(VoiceNotFoundError):
+        builtins.embedding("Carol", library_of(store))  # not a built-in name
+
+
+def test_a_clip_binding_is_embedded_once_at_construction():
+    calls = []
+
+    def embed(path: str) -> np.ndarray:
+        calls.append(path)
+        return np.linspace(-1, 1, EMBEDDING_DIM)
+
+    builtins = BuiltinVoices({"nova": "/voices/nova.wav", "echo": "./echo.flac"}, embed)
+    assert sorted(calls) == ["./echo.flac", "/voices/nova.wav"]
+    expected = np.linspace(-1, 1, EMBEDDING_DIM).astype(np.float32).tolist()
+    for _ in range(3):
+        assert builtins.embedding("nova", lambda ref: None) == expected
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (FileNotFoundError("no audio file at '/voices/nova.wav'"), "no audio file"),
+        (ValueError("could not decode the voice clip"), "could not decode"),
+    ],
+)
+def test_a_clip_binding_that_cannot_be_embedded_fails_naming_it(error, says):
+    def embed(path: str):
+        raise error
+
+    with pytest.raises(ValueError, match=f"voice binding 'nova' -> clip '/voices/nova.wav': {says}"):
+        BuiltinVoices({"nova": "/voices/nova.wav"}, embed)
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "says"),
+    [
+        ("bob", "Carol", "not one of OpenAI's built-in voice names: alloy, ash"),
+        ("Alloy", "Carol", "not one of OpenAI's built-in"),  # names are exact
+        ("alloy", "   ", "must be bound to a library voice's id or name, or to a clip's path"),
+        ("alloy", 7, "must be bound to"),
+        ("alloy", "what?", "'alloy' -> 'what?' is no clip path"),
+    ],
+)
+def test_bad_bindings_say_why(name, target, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        check_voice_binding(name, target)
+
+
+def test_bindings_are_checked_when_the_config_loads():
+    config = AppConfig.model_validate({"voice_bindings": {"alloy": " Carol ", "nova": "team/alice", "echo": "./e.wav"}})
+    assert config.voice_bindings == {"alloy": "Carol", "nova": "team/alice", "echo": "./e.wav"}  # '/': a path
+    with pytest.raises(ValidationError, match="'sam' is not one of OpenAI's built-in voice names"):
+        AppConfig.model_validate({"voice_bindings": {"sam": "Carol"}})
+    assert AppConfig().voice_bindings == {}
+
+
+# the Voices deployment's class, as a Serve replica builds it (no Ray), with the random-tiny speaker encoder
+
+
+def voices_replica(bindings: dict[str, str]):
+    from deployments.voices import Voices
+
+    return Voices.func_or_class(ModelSources(speaker="random-tiny", device="cpu"), ":memory:", bindings)
+
+
+def clip_file(path, seconds: float = 1.5, hz: float = 220.0):
+    t = np.arange(round(seconds * 16000)) / 16000
+    path.write_bytes(encode_audio((0.4 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000, "wav"))
+    return path
+
+
+def test_the_deployment_embeds_bound_clips_at_start_and_resolves_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZONOS_DATA_DIR", str(tmp_path))
+    nova = clip_file(tmp_path / "nova.wav", hz=220.0)
+    (tmp_path / "clips").mkdir()
+    echo = clip_file(tmp_path / "clips" / "echo.wav", hz=330.0)
+    encoder = SpeakerEncoder.from_pretrained("random-tiny")
+    expected = {
+        "nova": encoder.embed_file(str(nova)).numpy().astype(np.float32).tolist(),
+        "echo": encoder.embed_file(str(echo)).numpy().astype(np.float32).tolist(),
+    }
+    replica = voices_replica({"nova": str(nova), "echo": "./clips/echo.wav", "alloy": "Carol"})  # echo: relative
+    try:
+        nova.unlink()  # read at start: not needed any more
+        echo.unlink()
+        for _ in range(2):
+            assert replica.builtin_embedding("nova") == expected["nova"]
+            assert replica.builtin_embedding("echo") == expected["echo"]
+            assert replica.builtin_embedding("alloy") is None  # bound to a voice not in the library yet
+            assert replica.builtin_embedding("ash") == synthetic_embedding("ash")
+        replica.store.add("Carol", embedding(3))
+        assert replica.builtin_embedding("alloy") == embedding(3)
+        assert expected["nova"] != expected["echo"]
+    finally:
+        replica.__del__()
+
+
+@pytest.mark.parametrize(("content", "says"), [(None, "no audio file"), (b"not audio at all" * 8, "could not decode")])
+def test_the_deployment_fails_to_start_on_a_bad_bound_clip(tmp_path, content, says):
+    path = tmp_path / "nova.wav"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"voice binding 'nova' -> clip '{re.escape(str(path))}': {says}"):
+        voices_replica({"nova": str(path)})

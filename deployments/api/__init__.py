@@ -10,9 +10,13 @@
 | `bodies`    | JSON and multipart bodies: strict parsing and size limits                  |
 | `openai`    | OpenAI's routes: POST /v1/audio/speech, GET /v1/models                     |
 | `native`    | POST /v1/tts: every Zonos control                                          |
+| `language`  | /v1/audio/speech's language: the body's, else detected; its headers        |
 | `voices`    | the voice library routes, /v1/voices...; voice references -> speakers      |
 | `streaming` | audio responses: streamed bytes, SSE events, or one whole file             |
 | `health`    | GET /healthz, GET /readyz                                                  |
+| `auth`      | optional API keys: `Authorization: Bearer KEY`, 401 invalid_api_key        |
+| `cors`      | optional CORS for other origins' pages (Starlette's CORSMiddleware)        |
+| `openapi`   | GET /openapi.json (generated from the routes and pydantic models), /docs   |
 """
 
 from deployments.api.app import build_http_app

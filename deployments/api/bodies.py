@@ -117,14 +117,14 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-async def form_fields(request: Request, allowed: set[str]) -> dict[str, str | bytes]:
+async def form_fields(request: Request, allowed: set[str], clip_param: str = "file") -> dict[str, str | bytes]:
     """A multipart body, size-limited while it is read: plain fields as str, file parts as bytes;
-    each part at most once, none unknown."""
+    each part at most once, none unknown. A form over the size limit is a 413 naming `clip_param`."""
     if media_type(request) != "multipart/form-data":
         raise _wrong_content_type(request, "multipart/form-data")
     config = context.config(request)
     limit = config.max_upload_bytes + json_limit(config) + 64 * 1024
-    too_large = ApiError(413, f"upload over {config.max_upload_bytes} bytes", param="file", code="upload_too_large")
+    too_large = ApiError(413, f"upload over {config.max_upload_bytes} bytes", param=clip_param, code="upload_too_large")
     _check_declared_length(request, limit, too_large)
     received = 0
 
@@ -159,23 +159,23 @@ async def form_fields(request: Request, allowed: set[str]) -> dict[str, str | by
         await form.close()
 
 
-def voice_clip(value: str | bytes | None, config: AppConfig) -> bytes:
-    """The `file` part: a non-empty file upload of at most max_upload_bytes."""
+def voice_clip(value: str | bytes | None, config: AppConfig, param: str = "file") -> bytes:
+    """The clip part (`param`: `file`, OpenAI's `audio_sample`): a non-empty file upload of at most max_upload_bytes."""
     if value is None:
-        raise ApiError(422, "file: a voice clip is required", param="file", code="missing")
+        raise ApiError(422, f"{param}: a voice clip is required", param=param, code="missing")
     if not isinstance(value, bytes):
         raise ApiError(
-            422, "file: must be a file upload (a form part with a filename)", param="file", code="invalid_type"
+            422, f"{param}: must be a file upload (a form part with a filename)", param=param, code="invalid_type"
         )
     if len(value) > config.max_upload_bytes:
         raise ApiError(
             413,
-            f"file is {len(value)} bytes; the upload limit is {config.max_upload_bytes}",
-            param="file",
+            f"{param} is {len(value)} bytes; the upload limit is {config.max_upload_bytes}",
+            param=param,
             code="upload_too_large",
         )
     if not value:
-        raise ApiError(422, "file: the clip is empty", param="file", code="invalid_audio")
+        raise ApiError(422, f"{param}: the clip is empty", param=param, code="invalid_audio")
     return value
 
 

@@ -8,9 +8,13 @@ Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
 | 400    | JSON that is not an object                           | invalid_request_error | invalid_body              |
 | 400    | wrong or missing Content-Type                        | invalid_request_error | invalid_content_type      |
 | 400    | malformed multipart (no boundary, broken parts)      | invalid_request_error | invalid_multipart         |
+| 400    | OpenAI's routes: every 422 below (`openai_errors`);  | invalid_request_error | the 422's code;           |
+|        | an unknown field is "Unrecognized request argument  |                       | unknown_parameter         |
+|        | supplied: <field>", param the field                  |                       |                           |
 | 404    | unknown model / voice / route                        | invalid_request_error | model_not_found,          |
 |        |                                                      |                       | voice_not_found, not_found|
 | 405    | method not allowed (Allow header lists the methods)  | invalid_request_error | method_not_allowed        |
+| 408    | the body did not arrive within body_timeout_s        | invalid_request_error | request_timeout           |
 | 409    | a voice with that name exists                        | invalid_request_error | voice_exists              |
 | 413    | text over max_text_chars                             | invalid_request_error | input_too_long            |
 | 413    | clip over max_upload_bytes (or the form far over it) | invalid_request_error | upload_too_large          |
@@ -18,7 +22,8 @@ Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
 | 422    | invalid field: param is its dotted path (input,      | invalid_request_error | pydantic's error type:    |
 |        | sampling.top_p, speaker.3), the message names it     |                       | missing, extra_forbidden, |
 |        |                                                      |                       | less_than_equal, ...      |
-| 422    | both voice and speaker, or a clip and either         | invalid_request_error | conflicting_fields        |
+| 422    | fields that exclude each other (voice and speaker,   | invalid_request_error | conflicting_fields        |
+|        | a clip and either; speed and speaking_rate, ...)     |                       |                           |
 | 422    | form part unknown, repeated, or file-vs-field wrong  | invalid_request_error | extra_forbidden,          |
 |        |                                                      |                       | duplicate_field,          |
 |        |                                                      |                       | invalid_type, missing     |
@@ -30,8 +35,16 @@ Every error body is OpenAI's {"error": {"message", "type", "param", "code"}}:
 |        | rule (param `name`, the message names the rule)      |                       |                           |
 | 503    | backend queues full (Retry-After: seconds, >= 1)     | server_error          | server_busy               |
 | 503    | /readyz before the models are loaded                 | server_error          | not_ready                 |
-| 504    | backend timed out, or past config.request_timeout_s  | server_error          | timeout                   |
+| 504    | backend timed out, or past the request's deadline    | server_error          | timeout                   |
 | 500    | a bug: logged with the request id, no details sent   | server_error          | internal_error            |
+
+Retry hints, as the openai SDK reads them (it retries 408, 409, 429 and every status >= 500 twice
+unless `x-should-retry` says otherwise, waiting `retry-after-ms`, else `retry-after`): every error
+says `x-should-retry: false` except a 503, which is transient: backend_error's 503 says `true`,
+with Retry-After (whole seconds, >= 1) and retry-after-ms (the backend's own estimate, in ms). A 504
+comes once the request's deadline has passed (the client's own timeout or request_timeout_s), so
+the same request would only time out again; a 500 is a bug that a retry repeats; a 4xx is the
+request's own fault (a 409 voice_exists is no lock that frees up).
 
 `backend_error` is the only place a backend's exception becomes an API error; every route and
 stream goes through it (`backend_errors()` / `call_backend()`), naming the request's own fields.
@@ -46,14 +59,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from pipeline.streaming import StepUnavailable
@@ -70,7 +84,8 @@ _STATUS_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allo
 
 
 class ApiError(Exception):
-    """An error response in OpenAI's shape; `type` is server_error from 500 on, else invalid_request_error."""
+    """An error response in OpenAI's shape; `type` is server_error from 500 on, else invalid_request_error.
+    Its headers say `x-should-retry: false` unless the status is 503 or `headers` say otherwise."""
 
     def __init__(
         self,
@@ -88,7 +103,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
-        self.headers = headers or {}
+        self.headers = ({} if status == 503 else {"x-should-retry": "false"}) | (headers or {})
 
     def body(self) -> dict:
         """OpenAI's error object: {"message", "type", "param", "code"}."""
@@ -112,7 +127,8 @@ class _ErrorResponse(JSONResponse):
 
 
 def validation_error(error: ValidationError) -> ApiError:
-    """422 for the first of pydantic's errors, `param` its field's dotted path, `code` pydantic's error type."""
+    """422 for the first of pydantic's errors, `param` its field's dotted path, `code` pydantic's error type
+    (on OpenAI's routes `openai_errors` makes it a 400)."""
     first = error.errors(include_url=False)[0]
     param = ".".join(str(part) for part in first["loc"]) or None
     if first["type"] == "value_error" and "error" in first.get("ctx", {}):
@@ -120,6 +136,28 @@ def validation_error(error: ValidationError) -> ApiError:
     else:
         message = first["msg"]
     return ApiError(422, f"{param}: {message}" if param else message, param=param, code=first["type"])
+
+
+def openai_errors(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A route of OpenAI's API: its invalid input is 400, as OpenAI answers, not the native API's 422
+    (the openai SDK raises BadRequestError for 400, UnprocessableEntityError for 422); an unknown field
+    is worded as OpenAI words it, "Unrecognized request argument supplied: <field>", code
+    unknown_parameter. The code and param of any other 422 stay, and so does every other status."""
+
+    @functools.wraps(route)
+    async def openai_route(request: Request) -> Response:
+        try:
+            return await route(request)
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            if exc.code == "extra_forbidden":
+                message, code = f"Unrecognized request argument supplied: {exc.param}", "unknown_parameter"
+            else:
+                message, code = exc.message, exc.code
+            raise ApiError(400, message, param=exc.param, code=code, headers=exc.headers) from None
+
+    return openai_route
 
 
 def http_error(request: Request, error: HTTPException) -> ApiError:
@@ -155,15 +193,20 @@ def backend_error(
     | pipeline.text.MissingExtraError         | text_param: synthesis | 422    | language_unavailable | language   |
     | ValueError                              | text_param: synthesis | 422    | invalid_value        | -          |
 
-    503 carries Retry-After (the error's retry_after_s rounded up, at least 1 s), retry-after-ms
-    and x-should-retry: true (the openai SDK's retry hints). text_param is the
+    503 carries Retry-After (the error's retry_after_s rounded up, at least 1 s), retry-after-ms (the
+    error's retry_after_s in ms, rounded up) and x-should-retry: true (the openai SDK's retry hints);
+    every other error x-should-retry: false (ApiError; the module docstring says why). text_param is the
     field holding the text (`input` on OpenAI's route, `text` on /v1/tts); clip_param the form part
     holding the clip (`file`). A stream that has started passes neither: its status is sent already,
     and the error only names what went wrong in an SSE error event.
     """
     if isinstance(error, StepUnavailable):  # BackendBusy, a worker that stayed down, a recovery that was not exact
-        retry_after = max(1, math.ceil(getattr(error, "retry_after_s", 1.0) or 1.0))
-        headers = {"Retry-After": str(retry_after), "retry-after-ms": str(1000 * retry_after), "x-should-retry": "true"}
+        seconds = getattr(error, "retry_after_s", 1.0) or 1.0
+        headers = {
+            "Retry-After": str(max(1, math.ceil(seconds))),
+            "retry-after-ms": str(max(1, math.ceil(1000 * seconds))),
+            "x-should-retry": "true",
+        }
         return ApiError(503, str(error) or "the server is busy", code="server_busy", headers=headers)
     if isinstance(error, TimeoutError):
         return ApiError(504, "the request took too long; try a shorter text or retry later", code="timeout")

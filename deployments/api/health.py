@@ -72,7 +72,8 @@ async def readyz(request: Request) -> Response:
 
 class DrainingGate:
     """ASGI middleware: while the app's backend drains, new HTTP requests (all but the probes) get
-    503 server_busy with Retry-After; nothing reaches the backend. In-flight requests are untouched."""
+    503 server_busy with Retry-After; nothing reaches the backend. In-flight requests are untouched,
+    and counted (`Drain.track`) when the backend's `draining` is a Drain."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -90,6 +91,11 @@ class DrainingGate:
                     headers={"Retry-After": retry_after(backend)},
                 )
                 await error.response()(scope, receive, send)
+                return
+            track = getattr(getattr(backend, "draining", None), "track", None)
+            if track is not None:  # a Drain: a graceful stop of the app waits for this request
+                with track():
+                    await self.app(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

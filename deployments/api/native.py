@@ -1,14 +1,18 @@
 """The native route, POST /v1/tts: every Zonos control.
 
 It takes SynthesisRequest's fields (text, language, emotion, pitch_std, speaking_rate, fmax,
-cfg_scale, sampling{...}, seed, unconditional_keys, max_tokens_per_segment, pause_ms, ...) plus
-`voice` (library id or name; OpenAI's built-in names are not special here) or `speaker` (128
-floats), not both (422 conflicting_fields); `response_format`; and `stream` (default true; false
-buffers the whole file and sends it with Content-Length, so any failure still gets its status).
-Unknown fields are 422. As multipart/form-data it takes a `file` part (a voice clip, at most
-config.max_upload_bytes) and a `request` part holding that same JSON object (not individual form
-fields, so nested `sampling` works); the clip's embedding becomes the speaker, so `voice`/`speaker`
-may not be given as well. Text with nothing to speak once cleaned is 422 nothing_to_speak, param `text`.
+cfg_scale, sampling{...}, seed, unconditional_keys, max_tokens_per_segment, pause_ms, tempo, ...)
+plus `voice` (library id or name; OpenAI's built-in names are not special here) or `speaker` (128
+floats), not both (422 conflicting_fields); `response_format`; `sample_rate` (one of
+api/streaming.py's SAMPLE_RATES, 8000 .. 48000, for any format but opus, which is always 48 kHz;
+default 44100, the model's own rate: other rates are resampled as the audio streams, X-Sample-Rate
+says the rate); and `stream` (default true; false buffers the whole file and sends it with
+Content-Length, so any failure still gets its status). Unknown fields are 422. The response's
+X-Seed is the request's seed (a random one when none was given): sent back, it repeats the audio.
+As multipart/form-data it takes a `file` part (a voice clip, at most config.max_upload_bytes) and a
+`request` part holding that same JSON object (not individual form fields, so nested `sampling`
+works); the clip's embedding becomes the speaker, so `voice`/`speaker` may not be given as well.
+Text with nothing to speak once cleaned is 422 nothing_to_speak, param `text`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from starlette.responses import Response
 from deployments.api import context
 from deployments.api.bodies import form_fields, json_body, json_part, media_type, voice_clip
 from deployments.api.errors import ApiError, call_backend, validation_error
-from deployments.api.streaming import ResponseFormat, audio_file_response, audio_stream_response
+from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_response, audio_stream_response
 from deployments.api.voices import speaker_embedding
 from pipeline.synthesis import SynthesisRequest
 
@@ -31,6 +35,7 @@ class TtsRequest(SynthesisRequest):
 
     voice: str | None = Field(None, min_length=1, description="Library voice id or name (instead of `speaker`).")
     response_format: ResponseFormat | None = None
+    sample_rate: SampleRate | None = None
     stream: bool = True
 
     def synthesis_request(self, speaker: list[float] | None) -> SynthesisRequest:
@@ -74,4 +79,4 @@ async def tts(request: Request) -> Response:
         raise validation_error(exc) from None
     fmt = tts.response_format or config.default_response_format
     respond = audio_stream_response if tts.stream else audio_file_response
-    return await respond(request, synthesis, fmt, deadline, "text")
+    return await respond(request, synthesis, fmt, deadline, "text", sample_rate=tts.sample_rate)

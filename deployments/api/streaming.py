@@ -1,24 +1,43 @@
-"""Audio responses: the backend's float32 chunks encoded as they arrive (chunked transfer or SSE), or as one file.
+"""Audio responses: the backend's pieces encoded as they arrive (chunked transfer or SSE), or as one file.
 
-Audio responses carry X-Sample-Rate (the rate the bytes decode to: 48000 for opus, which always
-codes at 48 kHz, else 44100), X-Audio-Format and Cache-Control: no-store. pcm is raw s16le mono
-at 44.1 kHz (not OpenAI's 24 kHz).
+Rates. The backend's audio is float32 mono at 44.1 kHz (SAMPLE_RATE, Zonos's codec). A route may
+ask for another `sample_rate` (SAMPLE_RATES: the rates every format's encoder takes); the audio is
+then resampled on the way out, chunk by chunk (pipeline.resample.StreamingResampler: for any
+chunking, the samples torchaudio's resample of the whole signal gives), so a stream stays a
+stream. opus is always coded at 48 kHz (libopus's rate: PyAV converts whatever it is fed), so it
+ignores `sample_rate`. Every audio response carries X-Sample-Rate (the rate its bytes decode to),
+X-Audio-Format, X-Seed and Cache-Control: no-store; raw pcm (s16le mono, no header) is 2 bytes per
+sample at X-Sample-Rate.
 
-Streaming: the first chunk of audio is awaited (and encoded) before the response starts, so
+Seeds. A request without a seed gets one here, before the backend starts
+(pipeline.streaming.resolve_seed: random, 63 bits), and every audio response states its seed in
+X-Seed: sending it back as `seed` repeats the audio (the same model, settings and text).
+
+Streaming: the first piece of audio is awaited (and encoded) before the response starts, so
 anything that fails early - busy, timeout, a request the model can't take (a ValueError from the
-backend, 422) - gets its status (errors.backend_error). Once bytes are sent the status can't
-change. A later failure that the request graph could not recover (pipeline.streaming retries a
+backend: 422, 400 on OpenAI's route) - gets its status (errors.backend_error). Once bytes are sent
+the status can't change. A later failure that the request graph could not recover (pipeline.streaming retries a
 failed worker's segment and skips what was sent) FAILS VISIBLY: a raw audio stream is cut without
 its terminating chunk (`IncompleteStream`: curl exits 18, httpx/requests raise an incomplete-read
-error), an SSE stream ends with a `{"type": "error", "error": {...}}` event instead of
-speech.audio.done (503 server_busy, 504 timeout, anything else 500 internal_error).
-`audio_file_response` buffers the whole file instead,
+error), an SSE stream ends with an error event instead of speech.audio.done (503 server_busy, 504
+timeout, anything else 500 internal_error). `audio_file_response` buffers the whole file instead,
 so any failure still gets its status. When a response ends for any reason (done, failed, client
 gone), the backend's iterator is closed (`aclose()`), which is how the backend learns to stop.
 
-SSE (OpenAI's stream_format "sse"): `data: {"type": "speech.audio.delta", "audio": <base64 of the
-next bytes of the file>}` events, then `data: {"type": "speech.audio.done"}` (no token usage:
-there are no tokens to count).
+SSE (OpenAI's stream_format "sse"), each event one `data:` line of JSON:
+- `{"type": "speech.audio.delta", "audio": <base64 of the next bytes of the file>}`;
+- last, `{"type": "speech.audio.done", "usage": {"input_tokens", "output_tokens", "total_tokens"}}`
+  (OpenAI's shape, all three required by its spec): input_tokens = the phoneme tokens of all of
+  the text's segments (pipeline.segment: BOS and EOS included, what the model reads), output_tokens
+  = the codec frames generated (one frame = 9 codebook codes = 512 samples, 11.6 ms of audio; the
+  frames of the audio sent, a segment re-generated after a worker failure counts once),
+  total_tokens their sum. Both come from the backend's pieces (each segment's last piece carries
+  its `SegmentTiming`);
+- instead of done, on a failure after the first event: `{"type": "error", "error": {"message",
+  "type", "param", "code"}}`. OpenAI's speech stream specifies no error event; this is the error
+  event of OpenAI's Realtime API (type "error", OpenAI's error object), which SSE clients of
+  OpenAI already know. vLLM-Omni names its equivalent "speech.audio.error"; a client that
+  switches on `type` must treat anything but a delta or done as the end of the stream either way.
 """
 
 from __future__ import annotations
@@ -28,7 +47,7 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import anyio
 import numpy as np
@@ -38,64 +57,140 @@ from starlette.responses import Response, StreamingResponse
 from deployments.api import context
 from deployments.api.errors import ApiError, backend_error, backend_errors
 from pipeline.audio import MEDIA_TYPES, SAMPLE_RATE, StreamingEncoder, encode_audio
+from pipeline.resample import StreamingResampler, resample
+from pipeline.streaming import AudioPiece, resolve_seed
 from pipeline.synthesis import SynthesisRequest
 
 logger = logging.getLogger("ray.serve")  # Serve's replica log
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+# The output rates a route may ask for: those every format's encoder takes (libmp3lame's list;
+# FFmpeg's aac, flac, wav and pcm take them too), from telephony's 8 kHz to 48 kHz.
+SampleRate = Literal[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]
+SAMPLE_RATES: tuple[int, ...] = get_args(SampleRate)
 
 _OPUS_RATE = 48_000  # libopus codes at 48 kHz whatever it is fed (pipeline.audio)
 _CLOSE_TIMEOUT_S = 5.0
 _THREAD_ENCODE_SAMPLES = SAMPLE_RATE  # chunks of a second or more are encoded off the event loop
 
 
+def output_rate(fmt: str, sample_rate: int | None) -> int:
+    """The rate a response's bytes decode to: 48000 for opus, else `sample_rate` (None: 44100)."""
+    return _OPUS_RATE if fmt == "opus" else sample_rate or SAMPLE_RATE
+
+
 async def audio_stream_response(
-    request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float, text_param: str, sse: bool = False
+    request: Request,
+    synthesis: SynthesisRequest,
+    fmt: str,
+    deadline: float,
+    text_param: str,
+    sse: bool = False,
+    sample_rate: int | None = None,
 ) -> StreamingResponse:
-    """`synthesis` streamed as `fmt` (its bytes, or SSE events when `sse`); `text_param` names the text field."""
-    iterator, first = await _first_chunk(request, synthesis, deadline, text_param)
+    """`synthesis` streamed as `fmt` at `sample_rate` (None: 44.1 kHz; ignored by opus): its bytes,
+    or SSE events when `sse`; `text_param` names the text field."""
+    synthesis = resolve_seed(synthesis)
+    iterator, first = await _first_piece(request, synthesis, deadline, text_param)
     try:
-        encoder = StreamingEncoder(fmt, SAMPLE_RATE)
-        head = b"" if first is None else await _encode(encoder, first)
+        encoder = _Encoder(fmt, sample_rate)
+        head = b"" if first is None else await _encode(encoder, first.samples)
     except BaseException:
         await _close(iterator)
         raise
-    body = _stream_body(iterator, encoder, head, first is None, deadline, context.request_id(request), sse)
-    headers = _audio_headers(fmt)
+    usage = _Usage()
+    if first is not None:
+        usage.add(first)
+    body = _stream_body(iterator, encoder, head, first is None, deadline, context.request_id(request), sse, usage)
+    headers = _audio_headers(fmt, encoder.rate, synthesis.seed)
     if sse:
         return StreamingResponse(body, media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
     return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 async def audio_file_response(
-    request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float, text_param: str
+    request: Request,
+    synthesis: SynthesisRequest,
+    fmt: str,
+    deadline: float,
+    text_param: str,
+    sample_rate: int | None = None,
 ) -> Response:
-    """`synthesis` as one `fmt` file with Content-Length, sent once all of it is generated."""
-    iterator, first = await _first_chunk(request, synthesis, deadline, text_param)
-    chunks = [] if first is None else [np.asarray(first, np.float32)]
+    """`synthesis` as one `fmt` file at `sample_rate` (as audio_stream_response) with Content-Length,
+    sent once all of it is generated."""
+    synthesis = resolve_seed(synthesis)
+    iterator, first = await _first_piece(request, synthesis, deadline, text_param)
+    chunks = [] if first is None else [np.asarray(first.samples, np.float32)]
     try:
         with backend_errors(text_param=text_param):
             async with asyncio.timeout_at(deadline):
-                async for chunk in iterator:
-                    chunks.append(np.asarray(chunk, np.float32))
+                async for piece in iterator:
+                    chunks.append(np.asarray(piece.samples, np.float32))
     finally:
         await _close(iterator)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    data = await anyio.to_thread.run_sync(encode_audio, samples, SAMPLE_RATE, fmt)
-    return Response(data, media_type=MEDIA_TYPES[fmt], headers=_audio_headers(fmt))
+    data = await anyio.to_thread.run_sync(_encode_file, samples, fmt, sample_rate)
+    headers = _audio_headers(fmt, output_rate(fmt, sample_rate), synthesis.seed)
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-def _audio_headers(fmt: str) -> dict[str, str]:
-    rate = _OPUS_RATE if fmt == "opus" else SAMPLE_RATE
-    return {"X-Sample-Rate": str(rate), "X-Audio-Format": fmt, "Cache-Control": "no-store"}
+def _audio_headers(fmt: str, rate: int, seed: int) -> dict[str, str]:
+    return {"X-Sample-Rate": str(rate), "X-Audio-Format": fmt, "X-Seed": str(seed), "Cache-Control": "no-store"}
 
 
-async def _first_chunk(
+def _encoder_rate(fmt: str, sample_rate: int | None) -> int:
+    """The rate the encoder is fed: opus takes the backend's 44.1 kHz (libopus converts to 48 kHz)."""
+    return SAMPLE_RATE if fmt == "opus" else output_rate(fmt, sample_rate)
+
+
+def _encode_file(samples: np.ndarray, fmt: str, sample_rate: int | None) -> bytes:
+    """A whole file (exact headers: pipeline.audio.encode_audio) of 44.1 kHz samples, resampled as a stream would be."""
+    rate = _encoder_rate(fmt, sample_rate)
+    return encode_audio(resample(samples, SAMPLE_RATE, rate), rate, fmt)
+
+
+class _Encoder:
+    """44.1 kHz float32 chunks in, the bytes of `fmt` at `rate` out: resampled (when needed), then encoded."""
+
+    def __init__(self, fmt: str, sample_rate: int | None):
+        self.rate = output_rate(fmt, sample_rate)
+        rate = _encoder_rate(fmt, sample_rate)
+        self._resampler = StreamingResampler(SAMPLE_RATE, rate) if rate != SAMPLE_RATE else None
+        self._encoder = StreamingEncoder(fmt, rate)
+
+    def write(self, samples: np.ndarray) -> bytes:
+        if self._resampler is not None:
+            samples = self._resampler.push(samples)
+        return self._encoder.write(samples)
+
+    def close(self) -> bytes:
+        head = b"" if self._resampler is None else self._encoder.write(self._resampler.flush())
+        return head + self._encoder.close()
+
+
+class _Usage:
+    """OpenAI's speech usage, summed over the segments' timings (module docstring)."""
+
+    def __init__(self) -> None:
+        self.input_tokens = self.output_tokens = 0
+
+    def add(self, piece: AudioPiece) -> None:
+        if piece.timing is not None:
+            self.input_tokens += piece.timing.n_tokens
+            self.output_tokens += piece.timing.n_frames
+
+    def event(self) -> dict:
+        total = self.input_tokens + self.output_tokens
+        usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "total_tokens": total}
+        return {"type": "speech.audio.done", "usage": usage}
+
+
+async def _first_piece(
     request: Request, synthesis: SynthesisRequest, deadline: float, text_param: str
-) -> tuple[AsyncIterator[np.ndarray], np.ndarray | None]:
-    """Start the backend's stream and wait for its first chunk (None: it ended at once); errors
+) -> tuple[AsyncIterator[AudioPiece], AudioPiece | None]:
+    """Start the backend's stream and wait for its first piece (None: it ended at once); errors
     before it become API errors, those about the text naming `text_param`."""
-    iterator: AsyncIterator[np.ndarray] | None = None
+    iterator: AsyncIterator[AudioPiece] | None = None
     try:
         with backend_errors(text_param=text_param):
             async with asyncio.timeout_at(deadline):
@@ -111,13 +206,14 @@ async def _first_chunk(
 
 
 async def _stream_body(
-    iterator: AsyncIterator[np.ndarray],
-    encoder: StreamingEncoder,
+    iterator: AsyncIterator[AudioPiece],
+    encoder: _Encoder,
     head: bytes,
     ended: bool,
     deadline: float,
     rid: str,
     sse: bool,
+    usage: _Usage,
 ) -> AsyncIterator[bytes]:
     def frame(data: bytes) -> bytes:
         return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}) if sse else data
@@ -128,17 +224,18 @@ async def _stream_body(
         while not ended:
             try:
                 async with asyncio.timeout_at(deadline):
-                    chunk = await anext(iterator)
+                    piece = await anext(iterator)
             except StopAsyncIteration:
                 break
-            data = await _encode(encoder, chunk)
+            usage.add(piece)
+            data = await _encode(encoder, piece.samples)
             if data:
                 yield frame(data)
         tail = encoder.close()
         if tail:
             yield frame(tail)
         if sse:
-            yield _sse({"type": "speech.audio.done"})
+            yield _sse(usage.event())
     except Exception as exc:
         error = backend_error(exc) or ApiError(500, "audio generation failed part way", code="internal_error")
         logger.warning("request %s: stream failed after the response started: %r", rid, exc)
@@ -151,10 +248,10 @@ async def _stream_body(
         await _close(iterator)
 
 
-async def _encode(encoder: StreamingEncoder, chunk: np.ndarray) -> bytes:
-    if len(chunk) >= _THREAD_ENCODE_SAMPLES:
-        return await anyio.to_thread.run_sync(encoder.write, chunk)
-    return encoder.write(chunk)
+async def _encode(encoder: _Encoder, samples: np.ndarray) -> bytes:
+    if len(samples) >= _THREAD_ENCODE_SAMPLES:
+        return await anyio.to_thread.run_sync(encoder.write, samples)
+    return encoder.write(samples)
 
 
 async def _close(iterator: Any) -> None:

@@ -1,5 +1,6 @@
-"""The voice library routes, and voice references (id or name) resolved to speaker embeddings.
+"""The voice library routes, OpenAI's and Open WebUI's voice routes, and voice references resolved to embeddings.
 
+The library (native):
 POST   /v1/voices         add a voice from a clip (multipart: `file`, `name`) -> 201 with Location;
                           409 voice_exists when the name is taken, 422 invalid_audio for a bad clip
 GET    /v1/voices         {"object": "list", "data": [voice, ...]}
@@ -11,6 +12,32 @@ voice's name must follow pipeline.voices.NAME_RULE once stripped (1 to 64 letter
 '-', '_' or '.'; no '/', so that the name works as {ref} in a URL), else 422 invalid_value, param
 `name`, the message naming the rule. Only new names are checked: a voice stored under an older rule
 is still listed, and fetched or deleted by its id (or its name, where the name fits in a URL).
+
+The same library through OpenAI's routes (openai-python 3.57 `client.audio.voices`; its
+types/audio/voice.py and voice_deleted.py):
+POST   /v1/audio/voices        multipart `audio_sample` (the clip), `name`, `consent`, `type` ->
+                               200 {"id", "created_at", "name", "object": "audio.voice", "type": "audio_sample"}
+                               (200, as OpenAI answers every create). `consent` (OpenAI: the id of a
+                               recorded consent, cons_...) is optional, accepted and not stored:
+                               zonos-serve has no consent resource, and whoever runs it answers for
+                               the consent of the people whose voices are cloned. `type` may only be
+                               "audio_sample": voices from a text prompt (`type: "prompt"`, with
+                               `prompt`, `model`, `script_hint`) are 400 invalid_value, param `type`.
+                               Invalid input is 400 (errors.openai_errors), param the form part;
+                               409 voice_exists, 413 upload_too_large as on /v1/voices.
+DELETE /v1/audio/voices/{ref}  {"id", "object": "audio.voice.deleted", "deleted": true} or 404
+
+Discovery, as Open WebUI reads it (backend/open_webui/routers/audio.py: get_available_voices keeps
+`{voice["id"]: voice["name"]}` of `GET {base}/audio/voices`'s "voices", get_available_models the
+"models" of `GET {base}/audio/models`, whose `id`s it offers as the TTS model):
+GET    /v1/audio/voices   {"voices": [{"id", "name"}, ...]}: OpenAI's 13 built-in names (id = name),
+                          in OPENAI_VOICES' order, then every library voice (id = its voice_... id)
+GET    /v1/audio/models   {"models": [{"id": "zonos-v0.1"}, {"id": "tts-1"}, ...]}: /v1/models' names
+
+OpenAI's built-in names on /v1/audio/speech (`speaker_embedding(..., builtin_names)`) are fixed
+voices, resolved by the backend (pipeline.voices.BuiltinVoices): a configured voice_bindings target,
+else a library voice of that name, else a synthetic embedding derived from the name alone; a name
+bound to a library voice that is missing is 404 voice_not_found naming the binding.
 """
 
 from __future__ import annotations
@@ -23,8 +50,8 @@ from starlette.responses import JSONResponse, Response
 
 from deployments.api import context
 from deployments.api.bodies import form_fields, voice_clip
-from deployments.api.errors import ApiError, backend_errors, call_backend
-from pipeline.voices import VoiceInfo, VoiceNotFoundError, clean_voice_name
+from deployments.api.errors import ApiError, backend_errors, call_backend, openai_errors
+from pipeline.voices import OPENAI_VOICES, VoiceInfo, VoiceNotFoundError, clean_voice_name
 
 T = TypeVar("T")
 
@@ -41,17 +68,27 @@ async def voice(request: Request) -> Response:
 
 async def create_voice(request: Request) -> Response:
     form = await form_fields(request, {"file", "name"})
-    name = form.get("name")
+    body = await _add_voice(request, form, "file")
+    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/voices/{body['id']}"})
+
+
+async def _add_voice(request: Request, form: dict[str, str | bytes], clip_param: str) -> dict:
+    """A new library voice from a parsed form: its `name` field and its clip in part `clip_param`."""
+    name = _plain_field(form, "name")
     if name is None:
         raise ApiError(422, "name: a name for the voice is required", param="name", code="missing")
-    if not isinstance(name, str):
-        raise ApiError(422, "name: must be a plain form field, not a file", param="name", code="invalid_type")
     with backend_errors():  # checked here, before the clip travels to the Voices replica, as the store checks it
         name = clean_voice_name(name)
-    clip = voice_clip(form.get("file"), context.config(request))
+    clip = voice_clip(form.get(clip_param), context.config(request), clip_param)
     created = context.backend(request).create_voice(name, clip)
-    body = _voice_json(await call_backend(created, context.deadline(request), clip_param="file"))
-    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/voices/{body['id']}"})
+    return _voice_json(await call_backend(created, context.deadline(request), clip_param=clip_param))
+
+
+def _plain_field(form: dict[str, str | bytes], key: str) -> str | None:
+    value = form.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(422, f"{key}: must be a plain form field, not a file", param=key, code="invalid_type")
+    return value
 
 
 async def list_voices(request: Request) -> Response:
@@ -65,26 +102,105 @@ async def retrieve_voice(request: Request) -> Response:
 
 
 async def delete_voice(request: Request) -> Response:
+    return JSONResponse({"id": await _delete(request), "object": "voice.deleted", "deleted": True})
+
+
+async def _delete(request: Request) -> str:
+    """Delete the voice the path's {voice_id} (id or name) names; its id. 404 voice_not_found if none."""
     ref = request.path_params["voice_id"]
     deadline = context.deadline(request)
     voice_id = _voice_json(await _find_voice(request, ref, deadline))["id"]
     deleted = await _lookup(context.backend(request).delete_voice(voice_id), deadline)
     if not deleted:  # deleted by someone else in between
         raise _voice_not_found(ref)
-    return JSONResponse({"id": voice_id, "object": "voice.deleted", "deleted": True})
+    return voice_id
+
+
+# --------------------------------------------------------------------------- OpenAI's voice routes
+
+# OpenAI's create-voice form: the prompt-voice fields are known, so that a prompt voice is refused for what it is
+_AUDIO_VOICE_FIELDS = {"audio_sample", "name", "consent", "type", "prompt", "model", "script_hint"}
+_PROMPT_VOICE_FIELDS = ("prompt", "model", "script_hint")
+
+
+async def audio_voices(request: Request) -> Response:
+    """/v1/audio/voices: GET lists for Open WebUI, POST creates as OpenAI does."""
+    return await (create_audio_voice(request) if request.method == "POST" else list_audio_voices(request))
+
+
+async def list_audio_voices(request: Request) -> Response:
+    """GET /v1/audio/voices: {"voices": [{"id", "name"}]}, the built-in names, then the library's voices."""
+    found = await call_backend(context.backend(request).list_voices(), context.deadline(request))
+    builtins = [{"id": name, "name": name} for name in OPENAI_VOICES]
+    library = [{"id": voice["id"], "name": voice["name"]} for voice in map(_voice_json, found)]
+    return JSONResponse({"voices": builtins + library})
+
+
+@openai_errors
+async def create_audio_voice(request: Request) -> Response:
+    """POST /v1/audio/voices (OpenAI's createVoice): a library voice from `audio_sample`."""
+    form = await form_fields(request, _AUDIO_VOICE_FIELDS, clip_param="audio_sample")
+    kind = _plain_field(form, "type")
+    if kind is not None and kind != "audio_sample":
+        raise ApiError(
+            422,
+            f"type: only 'audio_sample' is supported, got {kind!r}: Zonos clones a voice from a clip, it makes no "
+            "voice from a text prompt",
+            param="type",
+            code="invalid_value",
+        )
+    for key in _PROMPT_VOICE_FIELDS:
+        if key in form:
+            raise ApiError(
+                422,
+                f"{key}: belongs to voices from a text prompt, which are not supported",
+                param=key,
+                code="invalid_value",
+            )
+    _plain_field(form, "consent")  # accepted, not stored (the module docstring says why)
+    voice = await _add_voice(request, form, "audio_sample")
+    return JSONResponse(voice | {"object": "audio.voice", "type": "audio_sample"})
+
+
+async def delete_audio_voice(request: Request) -> Response:
+    """DELETE /v1/audio/voices/{voice_id}: OpenAI's deleteVoice over the library."""
+    deleted = await _delete(request)
+    return JSONResponse({"id": deleted, "object": "audio.voice.deleted", "deleted": True})
+
+
+async def list_audio_models(request: Request) -> Response:
+    """GET /v1/audio/models: {"models": [{"id"}]}, the names /v1/models lists, as Open WebUI reads them."""
+    from deployments.api.openai import model_names  # here: openai.py imports this module
+
+    return JSONResponse({"models": [{"id": name} for name in model_names(context.config(request))]})
+
+
+# --------------------------------------------------------------------------- voices to embeddings
 
 
 async def speaker_embedding(
     request: Request, ref: str, deadline: float, builtin_names: Collection[str] = ()
-) -> list[float] | None:
-    """The embedding of library voice `ref` (id or name). One of `builtin_names` (OpenAI's built-in
-    voices) that is not in the library means the model's unconditional speaker: None. Otherwise 404
-    voice_not_found, param `voice`."""
-    embedding = await _lookup(context.backend(request).voice_embedding(ref), deadline)
+) -> list[float]:
+    """The embedding of library voice `ref` (id or name), or, for one of `builtin_names` (OpenAI's
+    built-in voices, on OpenAI's route), the fixed voice the backend gives that name (BuiltinVoices:
+    configured binding, else a library voice of that name, else the name's synthetic embedding).
+    404 voice_not_found, param `voice`, for an unknown voice or a name bound to a missing library voice."""
+    backend = context.backend(request)
+    if ref in builtin_names:
+        embedding = await _lookup(backend.builtin_voice_embedding(ref), deadline)
+        if embedding is None:
+            target = context.config(request).voice_bindings.get(ref, ref)
+            raise ApiError(
+                404,
+                f"voice {ref!r} is bound to library voice {target!r} (the server's voice_bindings), which is not in "
+                "the voice library",
+                param="voice",
+                code="voice_not_found",
+            )
+        return list(embedding)
+    embedding = await _lookup(backend.voice_embedding(ref), deadline)
     if embedding is not None:
         return list(embedding)
-    if ref in builtin_names:
-        return None
     hint = " (OpenAI's built-in voice names are accepted too)" if builtin_names else ""
     raise ApiError(404, f"voice {ref!r} not found in the voice library{hint}", param="voice", code="voice_not_found")
 

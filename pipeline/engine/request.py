@@ -12,7 +12,7 @@ from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
 from pipeline.text import PHONEME_VOCAB_SIZE, check_language
 
 SPEAKER_DIM = 128
-# happiness, sadness, disgust, fear, surprise, anger, other, neutral
+EMOTION_NAMES = ("happiness", "sadness", "disgust", "fear", "surprise", "anger", "other", "neutral")  # `emotion`'s order
 DEFAULT_EMOTION = (0.3077, 0.0256, 0.0256, 0.0256, 0.0256, 0.0256, 0.2564, 0.3077)
 ConditionerKey = Literal["speaker", "emotion", "fmax", "pitch_std", "speaking_rate", "language_id"]
 

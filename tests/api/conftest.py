@@ -3,35 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
 import socket
 import threading
 import time
+from typing import Annotated, Literal
 
 import av
 import numpy as np
 import pytest
 import uvicorn
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from starlette.testclient import TestClient
 
 from deployments.api import build_http_app
 from deployments.backend import BackendBusy, ModelCard, VoiceInfo
 from deployments.config import AppConfig
 from pipeline.audio import encode_audio
+from pipeline.language import load_detector
+from pipeline.streaming import AudioPiece, SegmentTiming
 from pipeline.synthesis import SynthesisRequest
-from pipeline.voices import DuplicateVoiceNameError
+from pipeline.voices import BuiltinVoices, DuplicateVoiceNameError
 
 RATE = 44100
+FRAME_SAMPLES = 512  # samples per codec frame
 SECONDS_PER_CHAR = 0.02  # the fake backend speaks 50 characters a second
 TEXT = "Hello from the fake backend."  # 28 characters: 0.56 s
 MAX_TEXT = 200
 MAX_UPLOAD = 4096
 TIMEOUT_S = 1.0
 DEMUXERS = {"wav": "wav", "flac": "flac", "mp3": "mp3", "opus": "ogg", "aac": "aac"}
-# Streamed mp3 keeps its encoder delay and padding, ADTS can't carry AAC's priming samples.
-EXTRA_S = {"mp3": 0.053, "aac": 0.047, "opus": 0.002}
+# Streamed mp3 keeps its encoder delay and padding, ADTS can't carry AAC's priming samples: at most
+# this many samples more at any rate (53 ms, 47 ms at 44.1 kHz; more time at lower rates).
+EXTRA_SAMPLES = {"mp3": 2337, "aac": 2073, "opus": 96}
 
 
 def tone(seconds: float) -> np.ndarray:
@@ -42,8 +49,46 @@ def tone(seconds: float) -> np.ndarray:
 CLIP = encode_audio(tone(0.02), RATE, "wav")  # a 1.8 KB voice clip
 
 
+def segment_pieces(text: str, seed: int = 0, n_segments: int = 3) -> list[AudioPiece]:
+    """The fake's audio for `text`: its tone cut into `n_segments` segments of one piece each, each
+    piece carrying its segment's timing: a phoneme token per character of its share of the text, a
+    codec frame per 512 samples (rounded up)."""
+    audio = tone(SECONDS_PER_CHAR * len(text))
+    pieces, start = [], 0
+    for i, (chunk, chars) in enumerate(
+        zip(np.array_split(audio, n_segments), np.array_split(np.arange(len(text)), n_segments), strict=True)
+    ):
+        n_frames = -(-len(chunk) // FRAME_SAMPLES)
+        part = "".join(text[j] for j in chars)
+        codes = np.zeros((9, n_frames), np.int64)
+        timing = SegmentTiming(
+            index=i,
+            text=part,
+            n_tokens=len(part),
+            codes=codes,
+            stop_reason="eos",
+            done_s=0.0,
+            seed=seed + i,
+            start_sample=start,
+            end_sample=start + len(chunk),
+        )
+        start += len(chunk)
+        pieces.append(
+            AudioPiece(
+                segment_index=i, n_segments=n_segments, samples=chunk, segment_done=True, timing=timing, seed=seed
+            )
+        )
+    return pieces
+
+
+def piece(samples: np.ndarray, seed: int = 0) -> AudioPiece:
+    """A piece of audio that ends no segment."""
+    return AudioPiece(segment_index=0, n_segments=1, samples=samples, segment_done=False, seed=seed)
+
+
 class FakeBackend:
-    """Streams a 440 Hz tone of 20 ms per character in three chunks; voices live in a dict.
+    """Streams a 440 Hz tone of 20 ms per character as three one-piece segments (`segment_pieces`);
+    voices live in a dict.
 
     `mode` makes the next streams misbehave: busy, sleep (past the request timeout), timeout,
     value (a request the model refuses), fail_mid and timeout_mid (an error after the first chunk).
@@ -56,6 +101,7 @@ class FakeBackend:
         self.embeddings: dict[str, list[float]] = {}
         self.requests: list[tuple[SynthesisRequest, str]] = []
         self.closed = 0
+        self.builtins = BuiltinVoices()  # OpenAI's names, as the Voices deployment resolves them
 
     async def ready(self) -> bool:
         if isinstance(self.is_ready, Exception):
@@ -76,14 +122,13 @@ class FakeBackend:
                 raise TimeoutError("the engine timed out")
             if self.mode == "value":
                 raise ValueError("segment 0 has 900 phoneme tokens, more than the engine leaves room for")
-            audio = tone(SECONDS_PER_CHAR * len(request.text))
-            for i, chunk in enumerate(np.array_split(audio, 3)):
+            for i, audio_piece in enumerate(segment_pieces(request.text, request.seed or 0)):
                 if self.mode == "fail_mid" and i == 1:
                     raise RuntimeError("the GPU fell off the bus")
                 if self.mode == "timeout_mid" and i == 1:
                     raise TimeoutError("the vocoder timed out")
                 await asyncio.sleep(0)
-                yield chunk
+                yield audio_piece
         finally:
             self.closed += 1
 
@@ -117,10 +162,24 @@ class FakeBackend:
         voice = await self.get_voice(id_or_name)
         return None if voice is None else self.embeddings[voice.id]
 
+    async def builtin_voice_embedding(self, name: str) -> list[float] | None:
+        def library(ref: str) -> list[float] | None:
+            voice = self.voices.get(ref) or next((v for v in self.voices.values() if v.name == ref), None)
+            return None if voice is None else self.embeddings[voice.id]
+
+        return self.builtins.embedding(name, library)
+
 
 def make_client(backend: FakeBackend, **config) -> TestClient:
     settings = {"max_text_chars": MAX_TEXT, "max_upload_bytes": MAX_UPLOAD, "request_timeout_s": TIMEOUT_S} | config
     return TestClient(build_http_app(backend, AppConfig(**settings)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _language_detector_loaded():
+    """The Ingress loads the OpenAI route's language detector at start (deployments.ingress); so do
+    these tests, so that no request's TIMEOUT_S deadline pays for its one-time ~0.5 s load."""
+    load_detector()
 
 
 @pytest.fixture
@@ -137,22 +196,81 @@ def speech(**fields) -> dict:
     return {"model": "tts-1", "input": TEXT, "voice": "alloy"} | fields
 
 
-def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int, int]:
-    """(samples, rate, channels) as a client would read them; raw pcm is s16le mono at 44.1 kHz."""
+def decode(data: bytes, fmt: str, rate: int = RATE) -> tuple[np.ndarray, int, int]:
+    """(samples, rate, channels) as a client would read them; raw pcm is s16le mono at `rate`."""
     if fmt == "pcm":
-        return np.frombuffer(data, "<i2"), RATE, 1
+        return np.frombuffer(data, "<i2"), rate, 1
     with av.open(io.BytesIO(data), format=DEMUXERS[fmt]) as container:
         frames = list(container.decode(audio=0))
     samples = np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames])
     return samples, frames[0].sample_rate, frames[0].layout.nb_channels
 
 
-def assert_audio(data: bytes, fmt: str, seconds: float) -> None:
-    samples, rate, channels = decode(data, fmt)
+def assert_audio(data: bytes, fmt: str, seconds: float, rate: int = RATE) -> None:
+    """`data` decodes to `seconds` of mono audio at `rate` (opus: 48 kHz, always)."""
+    samples, decoded_rate, channels = decode(data, fmt, rate)
     assert channels == 1
-    assert rate == (48_000 if fmt == "opus" else RATE)
+    rate = 48_000 if fmt == "opus" else rate
+    assert decoded_rate == rate
     duration = len(samples) / rate
-    assert seconds - 0.002 <= duration <= seconds + EXTRA_S.get(fmt, 0) + 0.002, (fmt, duration, seconds)
+    extra = EXTRA_SAMPLES.get(fmt, 0) / rate
+    assert seconds - 0.002 <= duration <= seconds + extra + 0.002, (fmt, rate, duration, seconds)
+
+
+class _Strict(BaseModel):
+    """OpenAI's schemas, strictly: every field of its type (no coercion), no key it does not list."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SpeechUsage(_Strict):
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    total_tokens: int = Field(ge=0)
+
+
+class SpeechAudioDelta(_Strict):
+    """OpenAI's SpeechAudioDeltaEvent: the next bytes of the audio file, base64."""
+
+    type: Literal["speech.audio.delta"]
+    audio: str
+
+    @field_validator("audio")
+    @classmethod
+    def _base64(cls, audio: str) -> str:
+        base64.b64decode(audio, validate=True)
+        return audio
+
+
+class SpeechAudioDone(_Strict):
+    """OpenAI's SpeechAudioDoneEvent: `usage` and its three counts are required."""
+
+    type: Literal["speech.audio.done"]
+    usage: SpeechUsage
+
+
+class ErrorObject(_Strict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class SpeechStreamError(_Strict):
+    """zonos-serve's error event (OpenAI's speech stream specifies none): the Realtime API's shape."""
+
+    type: Literal["error"]
+    error: ErrorObject
+
+
+SPEECH_EVENT = TypeAdapter(
+    Annotated[SpeechAudioDelta | SpeechAudioDone | SpeechStreamError, Field(discriminator="type")]
+)
+
+
+def speech_events(body: bytes) -> list[SpeechAudioDelta | SpeechAudioDone | SpeechStreamError]:
+    """Every SSE event of a speech stream, each parsed strictly as one of the event models above."""
+    return [SPEECH_EVENT.validate_python(event) for event in sse_events(body)]
 
 
 def sse_events(body: bytes) -> list[dict]:

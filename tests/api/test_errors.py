@@ -67,21 +67,33 @@ MATRIX = [
     case("voices-json", 400, "invalid_content_type", path=VOICES, json={"name": "x"}),
     case("no-boundary", 400, "invalid_multipart", path=VOICES, content=b"--x\r\n", headers=MULTIPART),
     case("request-part-not-json", 400, "invalid_json", "request", path=TTS, **tts_form("{text: hi}")),
-    # invalid fields: 422
-    case("missing-model", 422, "missing", "model", json={"input": "hi", "voice": "alloy"}),
-    case("missing-input", 422, "missing", "input", json={"model": "tts-1", "voice": "alloy"}),
-    case("missing-voice", 422, "missing", "voice", json={"model": "tts-1", "input": "hi"}),
-    case("empty-input", 422, "string_too_short", "input", json=speech(input="")),
-    case("blank-input", 422, "value_error", "input", json=speech(input="  \n ")),
-    case("input-number", 422, "string_type", "input", json=speech(input=42)),
-    case("speed-low", 422, "greater_than_equal", "speed", json=speech(speed=0.1)),
-    case("speed-high", 422, "less_than_equal", "speed", json=speech(speed=4.5)),
-    case("speed-word", 422, "float_parsing", "speed", json=speech(speed="fast")),
-    case("speed-overflow", 422, "finite_number", "speed", content=json.dumps(speech(speed=0)).replace("0}", "1e400}"),
+    # invalid fields on OpenAI's route: 400, as OpenAI answers (errors.openai_errors)
+    case("missing-model", 400, "missing", "model", json={"input": "hi", "voice": "alloy"}),
+    case("missing-input", 400, "missing", "input", json={"model": "tts-1", "voice": "alloy"}),
+    case("missing-voice", 400, "missing", "voice", json={"model": "tts-1", "input": "hi"}),
+    case("empty-input", 400, "string_too_short", "input", json=speech(input="")),
+    case("blank-input", 400, "value_error", "input", json=speech(input="  \n ")),
+    case("input-number", 400, "string_type", "input", json=speech(input=42)),
+    case("speed-low", 400, "greater_than_equal", "speed", json=speech(speed=0.1)),
+    case("speed-high", 400, "less_than_equal", "speed", json=speech(speed=4.5)),
+    case("speed-word", 400, "float_parsing", "speed", json=speech(speed="fast")),
+    case("speed-overflow", 400, "finite_number", "speed", content=json.dumps(speech(speed=0)).replace("0}", "1e400}"),
          headers=JSON),
-    case("bad-format", 422, "literal_error", "response_format", json=speech(response_format="ogg")),
-    case("bad-stream-format", 422, "literal_error", "stream_format", json=speech(stream_format="websocket")),
-    case("speech-unknown-field", 422, "extra_forbidden", "temperature", json=speech(temperature=0.5)),
+    case("bad-format", 400, "literal_error", "response_format", json=speech(response_format="ogg")),
+    case("bad-stream-format", 400, "literal_error", "stream_format", json=speech(stream_format="websocket")),
+    case("speech-unknown-field", 400, "unknown_parameter", "temperature", json=speech(temperature=0.5)),
+    case("speech-seed", 400, "greater_than_equal", "seed", json=speech(seed=-1)),
+    case("speech-seed-word", 400, "int_parsing", "seed", json=speech(seed="lucky")),
+    case("speech-language", 400, "value_error", "language", json=speech(language="klingon")),
+    case("speech-emotion", 400, "value_error", "emotion", json=speech(emotion=[1, 2])),
+    case("speech-cfg-scale", 400, "less_than_equal", "cfg_scale", json=speech(cfg_scale=25)),
+    case("speech-speaking-rate", 400, "less_than_equal", "speaking_rate", json=speech(speaking_rate=41)),
+    case("speech-speed-and-rate", 400, "conflicting_fields", "speaking_rate", json=speech(speed=1, speaking_rate=15)),
+    case("speech-sample-rate", 400, "literal_error", "sample_rate", json=speech(sample_rate=12345)),
+    case("sse-not-streamed", 400, "conflicting_fields", "stream", json=speech(stream_format="sse", stream=False)),
+    case("speech-stream-word", 400, "bool_parsing", "stream", json=speech(stream="maybe")),
+    # invalid fields on the native route: 422
+    case("tts-sample-rate", 422, "literal_error", "sample_rate", path=TTS, json={"text": "hi", "sample_rate": 96000}),
     case("tts-missing-text", 422, "missing", "text", path=TTS, json={"seed": 1}),
     case("tts-unknown-field", 422, "extra_forbidden", "speed", path=TTS, json={"text": "hi", "speed": 1.0}),
     case("tts-unknown-sampling-field", 422, "extra_forbidden", "sampling.temp", path=TTS,
@@ -122,7 +134,8 @@ MATRIX = [
     case("voices-missing-file", 422, "missing", "file", path=VOICES, files={"name": (None, "Eve")}),
     case("voices-file-as-field", 422, "invalid_type", "file", path=VOICES,
          files={"name": (None, "Eve"), "file": (None, "RIFF")}),
-    case("backend-refuses", 422, "invalid_value", mode="value", json=speech()),
+    case("backend-refuses", 400, "invalid_value", mode="value", json=speech()),
+    case("backend-refuses-tts", 422, "invalid_value", mode="value", path=TTS, json={"text": "hi"}),
     # not found: 404
     case("unknown-model", 404, "model_not_found", "model", json=speech(model="tts-2")),
     case("unknown-voice", 404, "voice_not_found", "voice", json=speech(voice="nobody")),
@@ -180,8 +193,11 @@ def test_bad_input(shared, method, path, kwargs, mode, status, param, code):
     assert record.exc_info is None and f"-> {status} {code}: {error['message']}" in record.getMessage()
     if status == 405:
         assert method not in response.headers["allow"].split(", ")
+    # the openai SDK's retry hint: only a 503 is worth retrying (errors.py)
+    assert response.headers["x-should-retry"] == ("true" if status == 503 else "false")
     if status == 503:
         assert response.headers["retry-after"] == "3"  # 2.5 s, rounded up
+        assert response.headers["retry-after-ms"] == "2500"
 
 
 def test_matrix_is_big_enough():
@@ -220,6 +236,7 @@ BACKEND_ERRORS = [
 def test_backend_error(raised, fields, status, code, param):
     error = backend_error(raised, **fields)
     assert (error.status, error.code, error.param) == (status, code, param)
+    assert error.headers["x-should-retry"] == ("true" if status == 503 else "false")
     assert error.type == ("server_error" if status >= 500 else "invalid_request_error")
     assert error.message
 

@@ -12,13 +12,13 @@ from starlette.testclient import TestClient
 from api.conftest import (
     MAX_TEXT,
     MAX_UPLOAD,
-    RATE,
     SECONDS_PER_CHAR,
     TEXT,
     TIMEOUT_S,
     FakeBackend,
     assert_audio,
     assert_error,
+    piece,
     real_server,
     speech,
     tone,
@@ -112,11 +112,11 @@ class HeldBackend(FakeBackend):
         self.requests.append((request, request_id))
         audio = tone(SECONDS_PER_CHAR * len(request.text))
         half = len(audio) // 2
-        yield audio[:half]
+        yield piece(audio[:half])
         self.first_chunk_sent.set()
         while not self.release.is_set():
             await asyncio.sleep(0.01)
-        yield audio[half:]
+        yield piece(audio[half:])
 
 
 def test_in_flight_requests_finish_while_new_ones_are_refused():
@@ -144,4 +144,4 @@ def test_in_flight_requests_finish_while_new_ones_are_refused():
         backend.release.set()
         client.join(10)
     assert result["status"] == 200
-    assert len(result["body"]) == 2 * round(SECONDS_PER_CHAR * len(TEXT) * RATE), "the whole audio, as pcm s16le"
+    assert len(result["body"]) == 2 * round(SECONDS_PER_CHAR * len(TEXT) * 24_000), "the whole audio, as 24 kHz pcm"

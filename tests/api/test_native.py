@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from api.conftest import CLIP, SECONDS_PER_CHAR, TEXT, assert_audio, assert_error
+import pytest
+
+from api.conftest import CLIP, RATE, SECONDS_PER_CHAR, TEXT, assert_audio, assert_error
 from pipeline.synthesis import SynthesisRequest
 
 
@@ -75,3 +77,18 @@ def test_tts_multipart(client, backend):
     # without a clip the multipart form is just the JSON request
     assert client.post("/v1/tts", files={"request": (None, json.dumps(request))}).status_code == 200
     assert backend.requests[-1][0].speaker is None
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_tts_sample_rate(client, stream):
+    """/v1/tts keeps the model's 44.1 kHz unless `sample_rate` asks for another (opus: always 48 kHz)."""
+    pcm = client.post("/v1/tts", json={"text": TEXT, "response_format": "pcm", "stream": stream})
+    assert pcm.headers["x-sample-rate"] == "44100"
+    assert len(pcm.content) == 2 * round(SECONDS_PER_CHAR * len(TEXT) * RATE)
+    for fmt, rate in [("flac", 16000), ("wav", 8000), ("mp3", 22050), ("opus", 16000), ("pcm", 48000)]:
+        body = {"text": TEXT, "response_format": fmt, "sample_rate": rate, "stream": stream}
+        response = client.post("/v1/tts", json=body)
+        assert response.status_code == 200, response.text
+        actual = 48_000 if fmt == "opus" else rate
+        assert response.headers["x-sample-rate"] == str(actual)
+        assert_audio(response.content, fmt, SECONDS_PER_CHAR * len(TEXT), actual)

@@ -11,7 +11,19 @@ import pytest
 import requests
 from starlette.testclient import TestClient
 
-from api.conftest import MAX_TEXT, SECONDS_PER_CHAR, TEXT, assert_audio, real_server, speech, sse_events, tone
+from api.conftest import (
+    MAX_TEXT,
+    SECONDS_PER_CHAR,
+    TEXT,
+    SpeechAudioDelta,
+    SpeechStreamError,
+    assert_audio,
+    piece,
+    real_server,
+    speech,
+    speech_events,
+    tone,
+)
 from deployments.api import build_http_app
 from deployments.config import AppConfig
 
@@ -35,11 +47,11 @@ def test_failure_mid_stream_is_an_incomplete_body_not_a_short_file(backend):
 def test_failure_mid_stream_ends_sse_with_an_error_event(client, backend):
     backend.mode = "fail_mid"
     sse = client.post("/v1/audio/speech", json=speech(response_format="pcm", stream_format="sse"))
-    events = sse_events(sse.content)
-    assert events[0]["type"] == "speech.audio.delta"
-    assert events[-1]["type"] == "error" and set(events[-1]["error"]) == {"message", "type", "param", "code"}
+    *deltas, error = speech_events(sse.content)  # each event strictly one of the stream's models
+    assert deltas and all(isinstance(event, SpeechAudioDelta) for event in deltas)  # no speech.audio.done
+    assert isinstance(error, SpeechStreamError)
+    assert (error.error.type, error.error.code) == ("server_error", "internal_error")
     assert "GPU" not in sse.text  # no internals
-    assert not any(e["type"] == "speech.audio.done" for e in events)
     assert backend.closed == 1
 
 
@@ -70,7 +82,7 @@ def test_client_gone_closes_the_backend_stream(backend):
         try:
             while True:
                 await asyncio.sleep(0.01)
-                yield tone(0.01)
+                yield piece(tone(0.01))
         finally:
             backend.closed += 1
 

@@ -1,0 +1,406 @@
+// The playground: a form over POST /v1/audio/speech (raw pcm, streamed and played as it arrives),
+// the voice list (GET /v1/audio/voices) and new voices from a clip or a recording (POST /v1/voices).
+// Everything it loads comes from this server; deployments/api/web.py serves it.
+import { PcmPlayer } from "./player.js";
+
+const $ = (id) => document.getElementById(id);
+const API = new URL("../v1/", document.baseURI); // the API beside /web/, under any route prefix
+const SLIDERS = {
+  speaking_rate: { label: "Speaking rate (phonemes/s)", step: 0.5 },
+  pitch_std: { label: "Pitch variation (pitch_std)", step: 1 },
+  cfg_scale: { label: "Guidance (cfg_scale)", step: 0.1 },
+};
+const MAX_SEED = 2n ** 63n - 1n;
+
+let config = null; // GET /web/config.json
+let player = null;
+let controller = null; // aborts the running request
+let lastRun = null; // {body, seed}: what the last run asked for, and the seed the server used
+let clip = null; // the File a new voice is made from
+let recorder = null;
+
+// ------------------------------------------------------------------ API calls
+
+// A call to the API (`path` relative to /v1/, or a URL), with the key box's key when it holds one.
+async function api(path, init = {}) {
+  const key = $("api-key").value.trim();
+  const headers = { ...init.headers, ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+  const response = await fetch(new URL(path, API), { ...init, headers });
+  if (!response.ok) throw await apiError(response);
+  return response;
+}
+
+// The API's own message (OpenAI's {"error": {"message", ...}}), else the HTTP status.
+async function apiError(response) {
+  let message = `HTTP ${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) message = body.error.message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new Error(message);
+}
+
+function showError(id, error) {
+  const box = $(id);
+  box.hidden = !error;
+  box.textContent = error ? error.message : "";
+}
+
+// ------------------------------------------------------------------ the form
+
+function buildControls() {
+  for (const [name, range] of Object.entries(config.sliders)) {
+    $("sliders").append(slider(name, SLIDERS[name].label, range, SLIDERS[name].step, range.default));
+  }
+  config.emotion.names.forEach((name, i) => {
+    const range = { minimum: config.emotion.minimum, maximum: config.emotion.maximum };
+    $("emotions").append(slider(`emotion-${name}`, name, range, 0.01, config.emotion.default[i]));
+  });
+  for (const format of config.formats) $("format").append(new Option(format, format, false, format === "wav"));
+}
+
+function slider(id, label, range, step, value) {
+  const row = document.createElement("div");
+  row.className = "slider";
+  row.innerHTML = `<label for="${id}"></label><input type="range" id="${id}"><output></output>`;
+  row.querySelector("label").textContent = label;
+  const input = row.querySelector("input");
+  Object.assign(input, { min: range.minimum, max: range.maximum, step, value, defaultValue: value });
+  const show = () => (row.querySelector("output").textContent = input.value);
+  input.addEventListener("input", show);
+  show();
+  return row;
+}
+
+function resetControls() {
+  for (const input of document.querySelectorAll("#controls-card input[type=range]")) {
+    input.value = input.defaultValue;
+    input.dispatchEvent(new Event("input"));
+  }
+}
+
+function countText() {
+  if (!config) return;
+  const n = [...$("text").value].length; // code points, as the server counts
+  $("count").textContent = `${n.toLocaleString()} / ${config.max_text_chars.toLocaleString()} characters`;
+  $("count").classList.toggle("over", n > config.max_text_chars);
+}
+
+async function loadVoices(select) {
+  const { voices } = await (await api("audio/voices")).json();
+  const keep = select || $("voice").value;
+  const groups = { "Built-in": [], Library: [] };
+  for (const voice of voices) groups[voice.id.startsWith("voice_") ? "Library" : "Built-in"].push(voice);
+  $("voice").replaceChildren();
+  for (const [label, list] of Object.entries(groups)) {
+    if (list.length === 0) continue;
+    const group = document.createElement("optgroup");
+    group.label = label;
+    for (const voice of list) group.append(new Option(voice.name, voice.id));
+    $("voice").append(group);
+  }
+  if (keep && voices.some((voice) => voice.id === keep)) $("voice").value = keep;
+}
+
+async function loadModelCard() {
+  const { data } = await (await api("models")).json();
+  const card = data.find((model) => model.id === config.model) || {};
+  $("model-name").textContent = `${config.model}${card.speech === false ? " (random weights)" : ""}`;
+  $("banner").hidden = card.speech !== false;
+  $("banner-note").textContent = card.note || "";
+}
+
+// The request body as JSON text. The seed is written as digits: it may be up to 2**63 - 1, more
+// than a JavaScript number holds exactly.
+function speechJson(body, seed) {
+  const json = JSON.stringify(body);
+  return seed === null ? json : `${json.slice(0, -1)},"seed":${seed}}`;
+}
+
+function formSeed() {
+  const text = $("seed").value.trim();
+  if (text === "") return null;
+  if (!/^\d+$/.test(text) || BigInt(text) > MAX_SEED) throw new Error(`seed: a whole number from 0 to ${MAX_SEED}`);
+  return BigInt(text).toString();
+}
+
+function speechBody() {
+  const value = (id) => Number($(id).value);
+  const body = {
+    model: config.model,
+    input: $("text").value,
+    voice: $("voice").value,
+    response_format: "pcm",
+    sample_rate: config.sample_rate,
+    emotion: config.emotion.names.map((name) => value(`emotion-${name}`)),
+  };
+  for (const name of Object.keys(config.sliders)) body[name] = value(name);
+  return body;
+}
+
+// ------------------------------------------------------------------ a run
+
+async function speak() {
+  showError("error", null);
+  stopRun();
+  let body, seed;
+  try {
+    body = speechBody();
+    seed = formSeed();
+  } catch (error) {
+    return showError("error", error);
+  }
+  controller = new AbortController();
+  setRunning(true, "waiting for the first audio…");
+  const run = { start: performance.now(), bytes: 0, chunks: 0, ttfa: null, end: null, playStart: null };
+  clearResults();
+  try {
+    const response = await api("audio/speech", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: speechJson(body, seed),
+      signal: controller.signal,
+    });
+    lastRun = { body, seed: response.headers.get("X-Seed") || seed };
+    show("seed-used", lastRun.seed || "–", lastRun.seed);
+    $("same-seed").disabled = !lastRun.seed;
+    player = new PcmPlayer(Number(response.headers.get("X-Sample-Rate")) || config.sample_rate);
+    requestAnimationFrame(drawCursor);
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      run.bytes += value.length;
+      const added = player.push(value);
+      if (added === 0) continue;
+      const now = performance.now() - run.start;
+      run.chunks++;
+      if (run.ttfa === null) {
+        run.ttfa = run.playStart = now;
+        $("status").textContent = "playing while it streams…";
+      }
+      addChunk(player.samples - added, player.samples, now);
+      showProgress(run);
+    }
+    run.end = performance.now() - run.start;
+    showProgress(run);
+    $("status").textContent = player.samples ? "done" : "done: the server sent no audio";
+    $("download").disabled = player.samples === 0;
+  } catch (error) {
+    if (error.name === "AbortError") {
+      $("status").textContent = "stopped";
+    } else if (run.bytes > 0) {
+      // a stream the server cut: it failed part way (the response's status was already sent)
+      showError("error", new Error(`the audio stream broke off after ${run.bytes} bytes: ${error.message}`));
+    } else {
+      showError("error", error);
+      $("status").textContent = "";
+    }
+  } finally {
+    controller = null;
+    setRunning(false);
+  }
+}
+
+function stopRun() {
+  if (controller) controller.abort();
+  if (player) player.stop();
+  player = null;
+}
+
+function setRunning(running, status) {
+  $("speak").disabled = running;
+  $("stop").disabled = !running;
+  if (status !== undefined) $("status").textContent = status;
+}
+
+function show(id, text, value) {
+  $(id).textContent = text;
+  $(id).dataset.value = value === undefined || value === null ? "" : String(value);
+}
+
+function clearResults() {
+  for (const id of ["ttfa", "rtf", "audio-seconds", "bytes", "seed-used"]) show(id, "–", null);
+  for (const key of ["chunks", "playStart", "end"]) delete $("bytes").dataset[key];
+  $("timeline").replaceChildren();
+  $("timeline").dataset.chunks = "0";
+  $("timeline-note").textContent = "";
+  $("download").disabled = true;
+}
+
+// Time to first audio: from sending the request to the first audio bytes (playback starts then).
+// Real-time factor: the whole request's wall time over the seconds of audio (below 1: faster than real time).
+function showProgress(run) {
+  const seconds = player.seconds;
+  show("ttfa", `${Math.round(run.ttfa)} ms`, run.ttfa.toFixed(1));
+  show("audio-seconds", `${seconds.toFixed(2)} s`, seconds.toFixed(4));
+  $("audio-seconds").dataset.samples = player.samples;
+  show("bytes", `${run.bytes.toLocaleString()} bytes in ${run.chunks} chunks`, run.bytes);
+  $("bytes").dataset.chunks = run.chunks;
+  $("bytes").dataset.playStart = run.playStart.toFixed(1);
+  if (run.end === null) return;
+  $("bytes").dataset.end = run.end.toFixed(1);
+  const rtf = run.end / 1000 / seconds;
+  const pace = rtf < 0.995 ? "faster than" : rtf > 1.005 ? "slower than" : "about";
+  show("rtf", `${rtf.toFixed(2)}× (${pace} real time)`, rtf.toFixed(4));
+  $("timeline-note").textContent =
+    `Each block is a piece of audio as it arrived (${player.stalls} playback stalls); click to replay from it.`;
+}
+
+// ------------------------------------------------------------------ the timeline
+
+function addChunk(first, last, arrivedMs) {
+  const block = document.createElement("span");
+  block.className = "chunk";
+  block.style.flexGrow = String(last - first);
+  const [from, to] = [first / player.rate, last / player.rate];
+  block.title = `${from.toFixed(2)}–${to.toFixed(2)} s, arrived at ${Math.round(arrivedMs)} ms`;
+  block.addEventListener("click", () => player && player.replay(from));
+  $("timeline").append(block);
+  $("timeline").dataset.chunks = String(Number($("timeline").dataset.chunks) + 1);
+}
+
+function drawCursor() {
+  if (!player) return;
+  const at = player.position();
+  const cursor = $("timeline").querySelector(".cursor") || document.createElement("i");
+  cursor.className = "cursor";
+  cursor.style.left = at === null || !player.seconds ? "0" : `${(100 * at) / player.seconds}%`;
+  if (!cursor.parentNode) $("timeline").append(cursor);
+  requestAnimationFrame(drawCursor);
+}
+
+// ------------------------------------------------------------------ download
+
+async function download() {
+  const format = $("format").value;
+  let blob;
+  if (format === "wav" && player) {
+    blob = player.wav(); // what was received, built here
+  } else {
+    // The same request again in the chosen format, with the seed the server used: the same audio.
+    const body = { ...lastRun.body, response_format: format, stream: false };
+    if (format === "opus") delete body.sample_rate; // opus is always 48 kHz
+    $("status").textContent = `encoding ${format} on the server…`;
+    try {
+      const response = await api("audio/speech", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: speechJson(body, lastRun.seed),
+      });
+      blob = await response.blob();
+      $("status").textContent = "done";
+    } catch (error) {
+      return showError("error", error);
+    }
+  }
+  const link = Object.assign(document.createElement("a"), {
+    href: URL.createObjectURL(blob),
+    download: `zonos-${lastRun.seed || "audio"}.${format}`,
+  });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
+// ------------------------------------------------------------------ new voices
+
+function setClip(file, label) {
+  clip = file;
+  $("clip-status").textContent = file ? `${label}: ${(file.size / 1024).toFixed(1)} KB` : "";
+  $("clip-status").dataset.bytes = file ? String(file.size) : "";
+  $("clip-preview").hidden = !file;
+  if (file) $("clip-preview").src = URL.createObjectURL(file);
+}
+
+async function toggleRecording() {
+  if (recorder) return recorder.stop();
+  showError("voice-error", null);
+  if (!navigator.mediaDevices) {
+    return showError("voice-error", new Error("recording needs a secure page: open it over https or localhost"));
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    return showError("voice-error", new Error(`no microphone: ${error.message}`));
+  }
+  const type = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"].find((t) =>
+    MediaRecorder.isTypeSupported(t),
+  );
+  recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+  const parts = [];
+  const started = performance.now();
+  const timer = setInterval(() => {
+    $("clip-status").textContent = `recording… ${((performance.now() - started) / 1000).toFixed(1)} s`;
+  }, 100);
+  recorder.addEventListener("dataavailable", (event) => parts.push(event.data));
+  recorder.addEventListener("stop", () => {
+    clearInterval(timer);
+    stream.getTracks().forEach((track) => track.stop());
+    const mime = recorder.mimeType.split(";")[0];
+    const extension = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" }[mime] || "audio";
+    setClip(new File(parts, `recording.${extension}`, { type: mime }), `recorded ${mime}`);
+    recorder = null;
+    $("record").textContent = "Record";
+  });
+  recorder.start();
+  $("record").textContent = "Stop recording";
+}
+
+async function createVoice() {
+  showError("voice-error", null);
+  const form = new FormData();
+  if (clip) form.append("file", clip, clip.name);
+  form.append("name", $("voice-name").value);
+  try {
+    const voice = await (await api("voices", { method: "POST", body: form })).json();
+    await loadVoices(voice.id);
+    $("clip-status").textContent = `created voice “${voice.name}” (${voice.id})`;
+  } catch (error) {
+    showError("voice-error", error);
+  }
+}
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  // The key lives in this tab's session storage only; a server with keys answers 401 without it.
+  $("api-key").value = sessionStorage.getItem("zonos-api-key") || "";
+  $("api-key").addEventListener("change", () => {
+    sessionStorage.setItem("zonos-api-key", $("api-key").value.trim());
+    start();
+  });
+  await start();
+  $("text").addEventListener("input", countText);
+  $("speak").addEventListener("click", speak);
+  $("stop").addEventListener("click", stopRun);
+  $("reset").addEventListener("click", resetControls);
+  $("same-seed").addEventListener("click", () => {
+    $("seed").value = lastRun.seed;
+    speak();
+  });
+  $("download").addEventListener("click", download);
+  $("clip-file").addEventListener("change", (event) => setClip(event.target.files[0], "file"));
+  $("record").addEventListener("click", toggleRecording);
+  $("create-voice").addEventListener("click", createVoice);
+  document.body.dataset.ready = "true";
+}
+
+// Load the settings, the model card and the voices (again after the key changes).
+async function start() {
+  showError("error", null);
+  try {
+    if (!config) {
+      config = await (await api(new URL("config.json", document.baseURI))).json();
+      buildControls();
+    }
+    countText();
+    await Promise.all([loadModelCard(), loadVoices()]);
+  } catch (error) {
+    showError("error", error);
+  }
+}
+
+main();
