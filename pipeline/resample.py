@@ -71,8 +71,8 @@ class StreamingResampler:
 
     @property
     def total_out(self) -> int:
-        """How many samples the whole signal pushed so far resamples to: ceil(n * new / orig)."""
-        return -(-self._n_in * self._block // self._step)
+        """How many samples the whole signal pushed so far resamples to: resampled_length."""
+        return resampled_length(self._n_in, self.orig_freq, self.new_freq)
 
     def _emit(self) -> np.ndarray:
         """Every block whose input has all arrived (before flush: none reaches past the signal's end, so
@@ -102,6 +102,14 @@ def _kernel(orig_freq: int, new_freq: int) -> tuple[torch.Tensor, int]:
     """torchaudio's resampling kernel (float32, as functional.resample makes it for float32 audio) and width."""
     transform = torchaudio.transforms.Resample(orig_freq, new_freq, dtype=torch.float32)
     return transform.kernel, transform.width
+
+
+def resampled_length(n: int, orig_freq: int, new_freq: int) -> int:
+    """How many samples n samples at `orig_freq` become at `new_freq`: ceil(n * new_freq / orig_freq),
+    torchaudio's rule (exact integers). Applied to a position p (the first p samples), it maps a
+    boundary in the input to the matching one in the output: output sample j lies at time
+    j / new_freq, before input time p / orig_freq exactly when j < resampled_length(p, ...)."""
+    return -(-n * new_freq // orig_freq)
 
 
 def resample(samples: np.ndarray, orig_freq: int, new_freq: int) -> np.ndarray:

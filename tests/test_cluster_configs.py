@@ -231,7 +231,7 @@ def test_each_deployment_is_bound_the_config_objects_it_uses():
         "TextSplitter": (),
         "Generator": (config.sources, config.engine),
         "Vocoder": (config.sources,),
-        "Voices": (config.sources, config.voices_db),
+        "Voices": (config.sources, config.voices_db, config.voice_bindings),
     }
     for name, bound in expected.items():
         assert built[name].init_args == bound, name
@@ -348,7 +348,8 @@ def test_pods_outlast_the_replicas_grace_period():
     """Kubernetes waits terminationGracePeriodSeconds before SIGKILL: every pod's is above the
     replicas' graceful_shutdown_timeout_s. A worker pod's preStop hook drains its Ray node (Serve
     moves its replicas, stopping them gracefully by the drain's deadline minus the grace period),
-    so its deadline is at least the grace period and inside the pod's own."""
+    so its deadline is at least the grace period and inside the pod's own; the head's drains the
+    whole app (deployments.stop) for the grace period before the head goes."""
     app = app_config(SERVE_CONFIGS[RAYSERVICE_CONFIG])
     grace = max(
         [app.graceful_shutdown_timeout_s]
@@ -359,9 +360,12 @@ def test_pods_outlast_the_replicas_grace_period():
         spec = group["template"]["spec"]
         name = group.get("groupName", "head")
         assert spec["terminationGracePeriodSeconds"] > grace, name
-        if group is cluster["headGroupSpec"]:
-            continue
         (container,) = spec["containers"]
+        if group is cluster["headGroupSpec"]:  # the app drains before the head (and Serve) goes
+            (shell,) = [c for c in container["lifecycle"]["preStop"]["exec"]["command"] if "deployments.stop" in c]
+            timeout = float(re.search(r"--timeout (\d+)", shell).group(1))
+            assert "--keep-serve" in shell and grace <= timeout < spec["terminationGracePeriodSeconds"]
+            continue
         (shell,) = [c for c in container["lifecycle"]["preStop"]["exec"]["command"] if "ray drain-node" in c]
         deadline = int(re.search(r"--deadline-remaining-seconds (\d+)", shell).group(1))
         assert grace <= deadline < spec["terminationGracePeriodSeconds"], name

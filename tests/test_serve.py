@@ -286,7 +286,8 @@ def test_handles_from_a_second_application(server):
     class Caller:
         async def plain(self, text: str):
             result = await serve.get_app_handle(APP_NAME).synthesize.remote({"text": text, "seed": 1})
-            return result.sample_rate, len(result.audio), [s.index for s in result.segments]
+            bounds = [(s.start_sample, s.end_sample) for s in result.segments]
+            return result.sample_rate, len(result.audio), [s.index for s in result.segments], bounds
 
         async def streamed(self, text: str):
             handle = serve.get_app_handle(APP_NAME).options(stream=True)
@@ -296,8 +297,11 @@ def test_handles_from_a_second_application(server):
     caller = serve.run(Caller.bind(), name="caller", route_prefix="/caller")
     try:
         text = " ".join(f"This is sentence number {i}, long enough to stand alone." for i in range(3))
-        rate, n_samples, segments = caller.plain.remote(text).result(timeout_s=120)
+        rate, n_samples, segments, bounds = caller.plain.remote(text).result(timeout_s=120)
         assert rate == 44100 and n_samples > 0 and segments == [0, 1, 2]
+        # each segment's span in the audio: increasing, not overlapping, the last ending with the audio
+        edges = [edge for span in bounds for edge in span]
+        assert edges == sorted(edges) and all(start < end for start, end in bounds) and edges[-1] == n_samples
         pieces = caller.streamed.remote(text).result(timeout_s=120)
         assert [p[0] for p in pieces] == sorted(p[0] for p in pieces)
         assert [p[0] for p in pieces if p[2]] == [0, 1, 2]
@@ -403,3 +407,27 @@ def test_overload_is_a_clean_503_or_the_whole_audio_never_a_cut(server, tmp_path
                 assert int(headers["Retry-After"]) >= 1 and headers["x-should-retry"] == "true"
     finally:
         serve.delete("zonos-tight")
+
+
+def test_timestamps_on_the_real_app_match_the_audio_sent(server):
+    """Issue 13: /v1/tts with "timestamps": true over the real graph (Splitter, Generator, Vocoder,
+    the real joiner): the segments' bounds tile the decoded wav, the pause between two segments is
+    exact silence, and the last end is the audio's length."""
+    import base64
+
+    text = "First sentence is here. Second one follows it. And a third closes."
+    body = {"text": text, "response_format": "wav", "seed": 4, "pause_ms": 250, "timestamps": True, "stream": False}
+    response = requests.post(f"{server}/v1/tts", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    audio, rate = sf.read(io.BytesIO(base64.b64decode(answer["audio"])), dtype="int16")
+    segments = answer["segments"]
+    assert rate == answer["sample_rate"] == 44100 and len(segments) == 3
+    assert [s["index"] for s in segments] == [0, 1, 2] and segments[0]["start_sample"] == 0
+    assert segments[-1]["end_sample"] == len(audio)
+    pause = round(0.25 * rate)
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert after["start_sample"] - before["end_sample"] == pause
+        assert not audio[before["end_sample"] : after["start_sample"]].any()  # the pause, exactly
+        assert before["start_sample"] < before["end_sample"]
+        assert abs(before["end_s"] - before["end_sample"] / rate) < 1e-9

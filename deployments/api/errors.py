@@ -126,6 +126,11 @@ class _ErrorResponse(JSONResponse):
         await super().__call__(scope, receive, send)
 
 
+def conflicting_fields(param: str, message: str) -> ApiError:
+    """422 conflicting_fields: `param` excludes another field given (on OpenAI's routes a 400)."""
+    return ApiError(422, f"{param}: {message}", param=param, code="conflicting_fields")
+
+
 def validation_error(error: ValidationError) -> ApiError:
     """422 for the first of pydantic's errors, `param` its field's dotted path, `code` pydantic's error type
     (on OpenAI's routes `openai_errors` makes it a 400)."""

@@ -13,9 +13,22 @@ As multipart/form-data it takes a `file` part (a voice clip, at most config.max_
 `request` part holding that same JSON object (not individual form fields, so nested `sampling`
 works); the clip's embedding becomes the speaker, so `voice`/`speaker` may not be given as well.
 Text with nothing to speak once cleaned is 422 nothing_to_speak, param `text`.
+
+Timestamps (api/timestamps.py has every rule): `"timestamps": true` answers one JSON object, sent
+once all is generated: {"audio": base64 of the whole file in `response_format`, "response_format",
+"sample_rate", "seed", "segments": [{"index", "text", "start_s", "end_s", "start_sample",
+"end_sample"}], and "captions" (SRT or WebVTT text) when `"captions": "srt" | "vtt"` asks}; the
+bounds are samples of that file at its rate. `"response_format": "srt" | "vtt"` answers the
+captions alone (application/x-subrip, text/vtt). `"stream_format": "sse"` streams OpenAI's SSE
+events (api/streaming.py), with a speech.audio.segment event after each segment's audio when
+`"timestamps": true`. Contradictions are 422 conflicting_fields: `"stream": false` with sse;
+`"captions"` without `"timestamps": true` or with sse; srt/vtt with timestamps or sse; an explicit
+`"stream": true` with an answer that is sent whole (timestamps without sse, srt/vtt).
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationError
 from starlette.requests import Request
@@ -23,10 +36,20 @@ from starlette.responses import Response
 
 from deployments.api import context
 from deployments.api.bodies import form_fields, json_body, json_part, media_type, voice_clip
-from deployments.api.errors import ApiError, call_backend, validation_error
-from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_response, audio_stream_response
+from deployments.api.errors import call_backend, conflicting_fields, validation_error
+from deployments.api.streaming import (
+    ResponseFormat,
+    SampleRate,
+    audio_file_response,
+    audio_stream_response,
+    timestamps_response,
+)
+from deployments.api.timestamps import CAPTION_MEDIA_TYPES, CaptionFormat
 from deployments.api.voices import speaker_embedding
 from pipeline.synthesis import SynthesisRequest
+
+# the audio formats and the captions formats, as one Literal (one error naming every value)
+TtsFormat = Literal[(*get_args(ResponseFormat), *get_args(CaptionFormat))]
 
 
 class TtsRequest(SynthesisRequest):
@@ -34,9 +57,36 @@ class TtsRequest(SynthesisRequest):
     speaker and emotion lengths, repeated unconditional keys) plus the voice and how to send the audio."""
 
     voice: str | None = Field(None, min_length=1, description="Library voice id or name (instead of `speaker`).")
-    response_format: ResponseFormat | None = None
+    response_format: TtsFormat | None = Field(
+        None, description="An audio format, or srt / vtt for the captions alone (api/timestamps.py)."
+    )
     sample_rate: SampleRate | None = None
     stream: bool = True
+    stream_format: Literal["audio", "sse"] = Field("audio", description="sse: OpenAI's speech SSE events.")
+    timestamps: bool = Field(
+        False, description="Each segment's bounds: one JSON answer, or speech.audio.segment events with sse."
+    )
+    captions: CaptionFormat | None = Field(None, description='With "timestamps": true, SRT or WebVTT in the JSON.')
+
+    def check_conflicts(self) -> None:
+        """422 conflicting_fields for fields that exclude each other (module docstring)."""
+        sse = self.stream_format == "sse"
+        captions_alone = self.response_format in CAPTION_MEDIA_TYPES
+        if not self.stream and sse:
+            raise conflicting_fields("stream", 'stream_format "sse" is a stream; `stream`: false is not')
+        if captions_alone and (self.timestamps or sse):
+            raise conflicting_fields(
+                "response_format",
+                f'"{self.response_format}" answers the captions alone; for audio with timestamps give an audio format',
+            )
+        if self.captions is not None and (not self.timestamps or sse):
+            raise conflicting_fields(
+                "captions",
+                'captions come in the JSON answer of "timestamps": true (without stream_format "sse"); '
+                'for captions alone use "response_format": "srt" or "vtt"',
+            )
+        if "stream" in self.model_fields_set and self.stream and not sse and (self.timestamps or captions_alone):
+            raise conflicting_fields("stream", "this answer is sent whole once generated; leave out `stream`")
 
     def synthesis_request(self, speaker: list[float] | None) -> SynthesisRequest:
         fields = {name: getattr(self, name) for name in SynthesisRequest.model_fields}
@@ -44,7 +94,8 @@ class TtsRequest(SynthesisRequest):
 
 
 async def tts(request: Request) -> Response:
-    """POST /v1/tts (JSON, or multipart with a voice clip): the audio, streamed unless "stream": false."""
+    """POST /v1/tts (JSON, or multipart with a voice clip): the audio, streamed unless "stream": false;
+    SSE with stream_format "sse"; JSON with timestamps, or captions alone (module docstring)."""
     config = context.config(request)
     clip = None
     if media_type(request) == "multipart/form-data":
@@ -58,15 +109,12 @@ async def tts(request: Request) -> Response:
         tts = TtsRequest.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    tts.check_conflicts()
     if tts.voice is not None and tts.speaker is not None:
-        raise ApiError(
-            422, "speaker: give either `voice` or `speaker`, not both", param="speaker", code="conflicting_fields"
-        )
+        raise conflicting_fields("speaker", "give either `voice` or `speaker`, not both")
     if clip is not None and (tts.voice is not None or tts.speaker is not None):
         param = "voice" if tts.voice is not None else "speaker"
-        raise ApiError(
-            422, f"{param}: give a clip (`file`) or `{param}`, not both", param=param, code="conflicting_fields"
-        )
+        raise conflicting_fields(param, f"give a clip (`file`) or `{param}`, not both")
     deadline = context.deadline(request)
     speaker = tts.speaker
     if clip is not None:
@@ -78,5 +126,11 @@ async def tts(request: Request) -> Response:
     except ValidationError as exc:
         raise validation_error(exc) from None
     fmt = tts.response_format or config.default_response_format
+    rate = tts.sample_rate
+    if tts.stream_format == "sse":
+        sse = dict(sse=True, timestamps=tts.timestamps)
+        return await audio_stream_response(request, synthesis, fmt, deadline, "text", sample_rate=rate, **sse)
+    if tts.timestamps or fmt in CAPTION_MEDIA_TYPES:
+        return await timestamps_response(request, synthesis, fmt, deadline, "text", rate, tts.captions)
     respond = audio_stream_response if tts.stream else audio_file_response
-    return await respond(request, synthesis, fmt, deadline, "text", sample_rate=tts.sample_rate)
+    return await respond(request, synthesis, fmt, deadline, "text", sample_rate=rate)

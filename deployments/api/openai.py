@@ -46,6 +46,12 @@ and is validated there, an invalid value being 400 naming it:
   opus (always 48 kHz); pcm's default is 24000, the other formats' 44100;
 - `stream`: false sends the whole file with Content-Length once it is generated (any failure then
   still gets its status); default true. With stream_format "sse" it is 400 conflicting_fields.
+- `timestamps`: true adds, with stream_format "sse", a `{"type": "speech.audio.segment", "segment":
+  {"index", "text", "start_s", "end_s", "start_sample", "end_sample"}}` event once each segment's
+  audio has been sent (before the next segment's deltas when a pause follows it), bounds in samples
+  of the audio sent (pcm: at 24 kHz; api/timestamps.py has the rules). Default false, so a strict
+  OpenAI client never sees an event type it does not know. Without "sse" it is 400
+  conflicting_fields (one JSON answer with the audio and its timestamps is /v1/tts's).
 
 /v1/models lists zonos-v0.1 (with the backend's ModelCard: `speech`, `note`), OpenAI's three
 names and the config's model_aliases (each with `root`: zonos-v0.1); every entry is OpenAI's Model
@@ -66,7 +72,7 @@ from starlette.responses import JSONResponse, Response
 
 from deployments.api import context
 from deployments.api.bodies import json_body
-from deployments.api.errors import ApiError, openai_errors, validation_error
+from deployments.api.errors import ApiError, conflicting_fields, openai_errors, validation_error
 from deployments.api.language import language_headers, speech_language
 from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_response, audio_stream_response
 from deployments.api.voices import speaker_embedding
@@ -108,6 +114,7 @@ class SpeechRequest(BaseModel):
     normalize: bool | None = None
     sample_rate: SampleRate | None = None
     stream: bool = True
+    timestamps: bool = False
 
     @field_validator("voice", mode="before")
     @classmethod
@@ -120,9 +127,13 @@ class SpeechRequest(BaseModel):
     def check_conflicts(self) -> None:
         """422 conflicting_fields (400 on this route) for fields that exclude each other."""
         if self.speaking_rate is not None and "speed" in self.model_fields_set:
-            raise _conflict("speaking_rate", "give `speed` or `speaking_rate`, not both")
+            raise conflicting_fields("speaking_rate", "give `speed` or `speaking_rate`, not both")
         if not self.stream and self.stream_format == "sse":
-            raise _conflict("stream", 'stream_format "sse" is a stream; `stream`: false is not')
+            raise conflicting_fields("stream", 'stream_format "sse" is a stream; `stream`: false is not')
+        if self.timestamps and self.stream_format != "sse":
+            raise conflicting_fields(
+                "timestamps", 'timestamps come as SSE events: add stream_format "sse" (or use POST /v1/tts)'
+            )
 
     def synthesis_request(self, speaker: list[float] | None) -> SynthesisRequest:
         """The SynthesisRequest this asks for (its validation errors name the extension fields)."""
@@ -154,7 +165,9 @@ async def create_speech(request: Request) -> Response:
         response = await audio_file_response(request, synthesis, fmt, deadline, "input", sample_rate=rate)
     else:
         sse = speech.stream_format == "sse"
-        response = await audio_stream_response(request, synthesis, fmt, deadline, "input", sse=sse, sample_rate=rate)
+        response = await audio_stream_response(
+            request, synthesis, fmt, deadline, "input", sse=sse, sample_rate=rate, timestamps=speech.timestamps
+        )
     return language_headers(response, synthesis.language, source)
 
 
@@ -208,7 +221,3 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _conflict(param: str, message: str) -> ApiError:
-    return ApiError(422, f"{param}: {message}", param=param, code="conflicting_fields")

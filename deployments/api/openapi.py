@@ -36,6 +36,7 @@ from starlette.routing import Route
 from deployments.api import auth
 from deployments.api.native import TtsRequest
 from deployments.api.openai import SpeechRequest
+from deployments.api.timestamps import CAPTION_MEDIA_TYPES, SpeechAudioSegment, TimestampedSpeech
 from deployments.backend import ModelCard
 from pipeline.audio import MEDIA_TYPES
 from pipeline.voices import VoiceInfo
@@ -190,7 +191,8 @@ class SpeechStreamError(BaseModel):
     error: ErrorObject
 
 
-SSE_EVENTS = (SpeechAudioDelta, SpeechAudioDone, SpeechStreamError)
+# SpeechAudioSegment only with the `timestamps` extension (api/timestamps.py)
+SSE_EVENTS = (SpeechAudioDelta, SpeechAudioSegment, SpeechAudioDone, SpeechStreamError)
 
 
 # --------------------------------------------------------------------------- what each route takes and answers
@@ -199,7 +201,8 @@ SSE_EVENTS = (SpeechAudioDelta, SpeechAudioDone, SpeechStreamError)
 @dataclass(frozen=True)
 class Operation:
     """One method of one path: OpenAPI's operationId, summary and tag; its body models by media type;
-    its success status and JSON reply model, or `audio` (the encoded audio; `sse`: or SSE events)."""
+    its success status and JSON reply model, or `audio` (the encoded audio; `sse`: or SSE events;
+    `captions`: or SRT/WebVTT text; `reply` then: the JSON answer with timestamps)."""
 
     operation_id: str
     summary: str
@@ -209,6 +212,7 @@ class Operation:
     reply: type[BaseModel] | None = None
     audio: bool = False
     sse: bool = False
+    captions: bool = False
     html: bool = False
 
 
@@ -230,7 +234,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Native text to speech: every Zonos control (JSON, or multipart with a voice clip)",
         "Native",
         body={_JSON: TtsRequest, _FORM: TtsForm},
+        reply=TimestampedSpeech,
         audio=True,
+        sse=True,
+        captions=True,
     ),
     ("GET", "/v1/voices"): Operation("listVoices", "The voice library", "Voices", reply=VoiceList),
     ("POST", "/v1/voices"): Operation(
@@ -373,6 +380,10 @@ def _reply_content(op: Operation, ref: Any) -> dict:
         if op.sse:  # each `data:` line is one of the events (OpenAPI 3.1 has no schema for a stream's items)
             events = {"oneOf": [ref(model) for model in SSE_EVENTS]}
             content["text/event-stream"] = {"schema": _STR, "x-event-schema": events}
+        if op.captions:
+            content |= {media.split(";")[0]: {"schema": _STR} for media in CAPTION_MEDIA_TYPES.values()}
+        if op.reply is not None:  # "timestamps": true
+            content[_JSON] = {"schema": ref(op.reply)}
         return content
     if op.reply is None:
         return {_JSON: {"schema": {"type": "object"}}}

@@ -33,11 +33,18 @@ SSE (OpenAI's stream_format "sse"), each event one `data:` line of JSON:
   frames of the audio sent, a segment re-generated after a worker failure counts once),
   total_tokens their sum. Both come from the backend's pieces (each segment's last piece carries
   its `SegmentTiming`);
+- with `timestamps` (an extension, off by default), `{"type": "speech.audio.segment", "segment":
+  {"index", "text", "start_s", "end_s", "start_sample", "end_sample"}}` once all of a segment's audio
+  has gone out (api/timestamps.py says exactly when, and how bounds are stated at the sent rate);
 - instead of done, on a failure after the first event: `{"type": "error", "error": {"message",
   "type", "param", "code"}}`. OpenAI's speech stream specifies no error event; this is the error
   event of OpenAI's Realtime API (type "error", OpenAI's error object), which SSE clients of
   OpenAI already know. vLLM-Omni names its equivalent "speech.audio.error"; a client that
   switches on `type` must treat anything but a delta or done as the end of the stream either way.
+
+Whole answers with timestamps (api/timestamps.py): `timestamps_response` (JSON: the file in base64
+and each segment's bounds at its rate, optionally captions; or SRT or WebVTT alone) waits for all of
+the audio, as `audio_file_response` does, so any failure keeps its status.
 """
 
 from __future__ import annotations
@@ -46,19 +53,28 @@ import asyncio
 import base64
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal, get_args
 
 import anyio
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from deployments.api import context
 from deployments.api.errors import ApiError, backend_error, backend_errors
+from deployments.api.timestamps import (
+    CAPTION_MEDIA_TYPES,
+    TimestampedSpeech,
+    at_rate,
+    captions,
+    segment_bounds,
+    segment_event,
+)
 from pipeline.audio import MEDIA_TYPES, SAMPLE_RATE, StreamingEncoder, encode_audio
 from pipeline.resample import StreamingResampler, resample
-from pipeline.streaming import AudioPiece, resolve_seed
+from pipeline.streaming import AudioPiece, SegmentTiming, SynthesisResult, collect, resolve_seed
 from pipeline.synthesis import SynthesisRequest
 
 logger = logging.getLogger("ray.serve")  # Serve's replica log
@@ -87,9 +103,11 @@ async def audio_stream_response(
     text_param: str,
     sse: bool = False,
     sample_rate: int | None = None,
+    timestamps: bool = False,
 ) -> StreamingResponse:
     """`synthesis` streamed as `fmt` at `sample_rate` (None: 44.1 kHz; ignored by opus): its bytes,
-    or SSE events when `sse`; `text_param` names the text field."""
+    or SSE events when `sse` (with speech.audio.segment events when `timestamps`); `text_param`
+    names the text field."""
     synthesis = resolve_seed(synthesis)
     iterator, first = await _first_piece(request, synthesis, deadline, text_param)
     try:
@@ -99,9 +117,12 @@ async def audio_stream_response(
         await _close(iterator)
         raise
     usage = _Usage()
+    segments = _SegmentEvents(encoder, enabled=sse and timestamps)
     if first is not None:
         usage.add(first)
-    body = _stream_body(iterator, encoder, head, first is None, deadline, context.request_id(request), sse, usage)
+        segments.add(first)
+    rid = context.request_id(request)
+    body = _stream_body(iterator, encoder, head, first is None, deadline, rid, sse, usage, segments)
     headers = _audio_headers(fmt, encoder.rate, synthesis.seed)
     if sse:
         return StreamingResponse(body, media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
@@ -118,20 +139,71 @@ async def audio_file_response(
 ) -> Response:
     """`synthesis` as one `fmt` file at `sample_rate` (as audio_stream_response) with Content-Length,
     sent once all of it is generated."""
+    synthesis, _, data = await _whole_file(request, synthesis, fmt, deadline, text_param, sample_rate)
+    headers = _audio_headers(fmt, output_rate(fmt, sample_rate), synthesis.seed)
+    return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+async def timestamps_response(
+    request: Request,
+    synthesis: SynthesisRequest,
+    fmt: str,
+    deadline: float,
+    text_param: str,
+    sample_rate: int | None = None,
+    captions_format: str | None = None,
+) -> Response:
+    """The answers made of timestamps, sent once all of `synthesis` is generated (api/timestamps.py):
+    for `fmt` "srt" or "vtt" the captions alone (pipeline.captions), timed in samples at `sample_rate`
+    (None: 44.1 kHz); for an audio `fmt`, JSON (timestamps.TimestampedSpeech): the whole file at
+    `sample_rate` (as audio_file_response) in base64, each segment's bounds at that rate, and the
+    captions in `captions_format` ("srt" | "vtt") when given."""
+    if fmt in CAPTION_MEDIA_TYPES:
+        synthesis = resolve_seed(synthesis)
+        result = await _collect(request, synthesis, deadline, text_param)
+        text = captions(result.segments, fmt, sample_rate or SAMPLE_RATE)
+        headers = {"X-Seed": str(synthesis.seed), "Cache-Control": "no-store"}
+        return Response(text, media_type=CAPTION_MEDIA_TYPES[fmt], headers=headers)
+    synthesis, result, data = await _whole_file(request, synthesis, fmt, deadline, text_param, sample_rate)
+    rate = output_rate(fmt, sample_rate)
+    body = TimestampedSpeech(
+        audio=base64.b64encode(data).decode(),
+        response_format=fmt,
+        sample_rate=rate,
+        seed=synthesis.seed,
+        segments=[segment_bounds(timing, rate) for timing in result.segments],
+        captions=None if captions_format is None else captions(result.segments, captions_format, rate),
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True), headers=_audio_headers(fmt, rate, synthesis.seed)
+    )
+
+
+async def _whole_file(
+    request: Request, synthesis: SynthesisRequest, fmt: str, deadline: float, text_param: str, sample_rate: int | None
+) -> tuple[SynthesisRequest, SynthesisResult, bytes]:
+    """`synthesis` with its seed resolved, all of its audio and timings, and the audio as one `fmt` file."""
     synthesis = resolve_seed(synthesis)
+    result = await _collect(request, synthesis, deadline, text_param)
+    return synthesis, result, await anyio.to_thread.run_sync(_encode_file, result.audio, fmt, sample_rate)
+
+
+async def _collect(request: Request, synthesis: SynthesisRequest, deadline: float, text_param: str) -> SynthesisResult:
+    """All of `synthesis`'s audio and segment timings (pipeline.streaming.collect); any failure is an API error."""
     iterator, first = await _first_piece(request, synthesis, deadline, text_param)
-    chunks = [] if first is None else [np.asarray(first.samples, np.float32)]
+
+    async def pieces() -> AsyncIterator[AudioPiece]:
+        if first is not None:
+            yield first
+        async for piece in iterator:
+            yield piece
+
     try:
         with backend_errors(text_param=text_param):
             async with asyncio.timeout_at(deadline):
-                async for piece in iterator:
-                    chunks.append(np.asarray(piece.samples, np.float32))
+                return await collect(pieces())
     finally:
         await _close(iterator)
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    data = await anyio.to_thread.run_sync(_encode_file, samples, fmt, sample_rate)
-    headers = _audio_headers(fmt, output_rate(fmt, sample_rate), synthesis.seed)
-    return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 def _audio_headers(fmt: str, rate: int, seed: int) -> dict[str, str]:
@@ -150,22 +222,53 @@ def _encode_file(samples: np.ndarray, fmt: str, sample_rate: int | None) -> byte
 
 
 class _Encoder:
-    """44.1 kHz float32 chunks in, the bytes of `fmt` at `rate` out: resampled (when needed), then encoded."""
+    """44.1 kHz float32 chunks in, the bytes of `fmt` at `rate` out: resampled (when needed), then
+    encoded. `sent`: how many samples (at `encoder_rate`) have been handed to the encoder."""
 
     def __init__(self, fmt: str, sample_rate: int | None):
         self.rate = output_rate(fmt, sample_rate)
-        rate = _encoder_rate(fmt, sample_rate)
+        self.encoder_rate = _encoder_rate(fmt, sample_rate)
+        self.sent = 0
+        rate = self.encoder_rate
         self._resampler = StreamingResampler(SAMPLE_RATE, rate) if rate != SAMPLE_RATE else None
         self._encoder = StreamingEncoder(fmt, rate)
 
     def write(self, samples: np.ndarray) -> bytes:
         if self._resampler is not None:
             samples = self._resampler.push(samples)
-        return self._encoder.write(samples)
+        return self._feed(samples)
 
     def close(self) -> bytes:
-        head = b"" if self._resampler is None else self._encoder.write(self._resampler.flush())
+        head = b"" if self._resampler is None else self._feed(self._resampler.flush())
         return head + self._encoder.close()
+
+    def _feed(self, samples: np.ndarray) -> bytes:
+        self.sent += len(samples)
+        return self._encoder.write(samples)
+
+
+class _SegmentEvents:
+    """The speech.audio.segment events of a stream (timestamps.py), in text order, each released
+    once every sample of its segment (at the encoder's rate) has been handed to the encoder; bounds
+    stated at the response's rate. Disabled, it releases none."""
+
+    def __init__(self, encoder: _Encoder, enabled: bool):
+        self._encoder, self._enabled = encoder, enabled
+        self._waiting: deque[SegmentTiming] = deque()
+
+    def add(self, piece: AudioPiece) -> None:
+        if self._enabled and piece.timing is not None:
+            self._waiting.append(piece.timing)
+
+    def ready(self, last: bool = False) -> list[bytes]:
+        """The events now due; `last` (the audio is over): all that wait."""
+        events = []
+        while self._waiting and (last or self._sent(self._waiting[0])):
+            events.append(_sse(segment_event(self._waiting.popleft(), self._encoder.rate)))
+        return events
+
+    def _sent(self, timing: SegmentTiming) -> bool:
+        return at_rate(timing, self._encoder.encoder_rate).end_sample <= self._encoder.sent
 
 
 class _Usage:
@@ -214,6 +317,7 @@ async def _stream_body(
     rid: str,
     sse: bool,
     usage: _Usage,
+    segments: _SegmentEvents,
 ) -> AsyncIterator[bytes]:
     def frame(data: bytes) -> bytes:
         return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}) if sse else data
@@ -221,6 +325,8 @@ async def _stream_body(
     try:
         if head:
             yield frame(head)
+        for event in segments.ready():
+            yield event
         while not ended:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -228,12 +334,17 @@ async def _stream_body(
             except StopAsyncIteration:
                 break
             usage.add(piece)
+            segments.add(piece)
             data = await _encode(encoder, piece.samples)
             if data:
                 yield frame(data)
+            for event in segments.ready():
+                yield event
         tail = encoder.close()
         if tail:
             yield frame(tail)
+        for event in segments.ready(last=True):
+            yield event
         if sse:
             yield _sse(usage.event())
     except Exception as exc:
