@@ -15,20 +15,23 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pipeline.hub import WeightsUnavailableError, hub_access
+from pipeline.loading import RANDOM_1B6, RANDOM_TINY
 
 logger = logging.getLogger("ray.serve")
 Model = TypeVar("Model")
+RANDOM_SOURCES = (RANDOM_TINY, RANDOM_1B6)  # sources that are random weights by name: noise, not speech
 
 
 def load_with_fallback(
     load: Callable[[str], Model], source: str, fallback: str | None, what: str
 ) -> tuple[Model, bool]:
-    """(model, True) from `source`; or, when its weights cannot be had and a fallback is set,
+    """(model, real) from `source`, `real` False when `source` itself names random weights
+    (random-tiny, zonos-1.6b-random); or, when its weights cannot be had and a fallback is set,
     (fallback model, False) after a loud warning. Without a fallback the error propagates."""
     started = time.perf_counter()
     try:
         with hub_access(source):
-            return load(source), True
+            return load(source), source not in RANDOM_SOURCES
     except WeightsUnavailableError as exc:
         if fallback is None:
             raise

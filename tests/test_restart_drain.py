@@ -283,3 +283,10 @@ def test_a_graceful_app_stop_begins_the_drain_and_gets_in_flight_reports(monkeyp
     while signal.reports[-1] != 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert signal.reports[-1] == 0 and drain.in_flight == 0
+
+
+def test_a_source_that_names_random_weights_is_not_real_speech():
+    """The model card's `speech` (and the playground's banner) must not call random-tiny real when a
+    config names it directly rather than falling back to it."""
+    assert load_with_fallback(from_pretrained, str(DATA), None, "language model")[1] is True
+    assert load_with_fallback(from_pretrained, "random-tiny", None, "language model")[1] is False

@@ -3,6 +3,7 @@
 import base64
 import concurrent.futures
 import io
+import itertools
 import json
 import re
 import threading
@@ -413,8 +414,6 @@ def test_timestamps_on_the_real_app_match_the_audio_sent(server):
     """Issue 13: /v1/tts with "timestamps": true over the real graph (Splitter, Generator, Vocoder,
     the real joiner): the segments' bounds tile the decoded wav, the pause between two segments is
     exact silence, and the last end is the audio's length."""
-    import base64
-
     text = "First sentence is here. Second one follows it. And a third closes."
     body = {"text": text, "response_format": "wav", "seed": 4, "pause_ms": 250, "timestamps": True, "stream": False}
     response = requests.post(f"{server}/v1/tts", json=body, timeout=300)
@@ -426,7 +425,7 @@ def test_timestamps_on_the_real_app_match_the_audio_sent(server):
     assert [s["index"] for s in segments] == [0, 1, 2] and segments[0]["start_sample"] == 0
     assert segments[-1]["end_sample"] == len(audio)
     pause = round(0.25 * rate)
-    for before, after in zip(segments, segments[1:], strict=False):
+    for before, after in itertools.pairwise(segments):
         assert after["start_sample"] - before["end_sample"] == pause
         assert not audio[before["end_sample"] : after["start_sample"]].any()  # the pause, exactly
         assert before["start_sample"] < before["end_sample"]

@@ -13,6 +13,8 @@ image); otherwise it goes to the test's tmp_path.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import time
@@ -44,7 +46,7 @@ FLAGS = (
     "--autoplay-policy=no-user-gesture-required",
     "--window-size=1200,1000",
 )
-TEXT = "Hello there. Bye now."
+TEXT = "The playground streams this. It has two sentences."  # two segments
 WAIT_S = 120
 
 
@@ -100,14 +102,35 @@ def _speak(browser, button: str = "speak") -> dict[str, float]:
     return {
         "bytes": int(_value(browser, "bytes")),
         "chunks": int(received.get_attribute("data-chunks")),
-        "play_start_ms": float(received.get_attribute("data-play-start")),
         "end_ms": float(received.get_attribute("data-end")),
+        "played_at_end_s": float(received.get_attribute("data-played-at-end")),
         "ttfa_ms": float(_value(browser, "ttfa")),
         "rtf": float(_value(browser, "rtf")),
         "seconds": float(_value(browser, "audio-seconds")),
         "samples": int(_el(browser, "audio-seconds").get_attribute("data-samples")),
         "seed": _value(browser, "seed-used"),
     }
+
+
+def _set_slider(browser, element_id: str, value: float) -> None:
+    browser.execute_script(
+        "const input = document.getElementById(arguments[0]); input.value = arguments[1];"
+        "input.dispatchEvent(new Event('input'));",
+        element_id,
+        value,
+    )
+
+
+def _timeline(browser) -> list[tuple[int, str, float, float]]:
+    """The sentence track: (index, text, start s, end s) of each block, left to right."""
+    blocks = browser.find_elements(By.CSS_SELECTOR, "#segments span")
+    return [
+        tuple(
+            f(b.get_attribute(f"data-{key}"))
+            for f, key in ((int, "index"), (str, "text"), (float, "from"), (float, "to"))
+        )
+        for b in blocks
+    ]
 
 
 def _form_body(browser) -> dict:
@@ -152,21 +175,31 @@ def test_the_playground_plays_while_it_streams_and_measures_the_run(server, brow
     text.send_keys(TEXT)
     assert _el(browser, "count").text == f"{len(TEXT)} / 2,000 characters"  # the fixture app's max_text_chars
 
+    _set_slider(browser, "speaking_rate", 30)  # a shorter frame budget: a quicker test
     run = _speak(browser)
     assert run["bytes"] > 0 and run["bytes"] == 2 * run["samples"]
     assert run["seconds"] == pytest.approx(run["samples"] / 44100, abs=1e-4)
-    assert run["chunks"] >= 2 and 0 < run["ttfa_ms"] == run["play_start_ms"] < run["end_ms"]
+    assert run["chunks"] >= 2 and 0 < run["ttfa_ms"] < run["end_ms"]
+    assert 0 < run["played_at_end_s"] <= run["seconds"]  # audio was heard before its last byte arrived
     assert run["rtf"] == pytest.approx(run["end_ms"] / 1000 / run["seconds"], rel=1e-3)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .chunk")) == run["chunks"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chunks span")) == run["chunks"]
+    frames = int(_value(browser, "usage"))  # the done event's output_tokens: codec frames of 512 samples
+    assert 0 < 512 * frames <= run["samples"]  # the rest is the pauses between segments
     screenshot = Path(os.environ.get("PLAYGROUND_SCREENSHOT") or tmp_path / "playground.png")
     assert browser.save_screenshot(str(screenshot)) and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # the same request from another client: its audio and its sentence timestamps are the page's
     samples, rate = _download_wav(browser)
-    expected = requests.post(
-        f"{server}/v1/audio/speech", json=_form_body(browser) | {"seed": int(run["seed"])}, timeout=120
-    )
-    assert expected.status_code == 200 and expected.headers["x-seed"] == run["seed"]
-    assert rate == 44100 and np.array_equal(samples, np.frombuffer(expected.content, "<i2"))
+    body = _form_body(browser) | {"seed": int(run["seed"]), "stream_format": "sse", "timestamps": True}
+    response = requests.post(f"{server}/v1/audio/speech", json=body, timeout=120)
+    assert response.status_code == 200 and response.headers["x-seed"] == run["seed"]
+    events = [json.loads(block.removeprefix("data: ")) for block in response.text.split("\n\n") if block]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert rate == 44100 and np.array_equal(samples, np.frombuffer(audio, "<i2"))
+    segments = [e["segment"] for e in events if e["type"] == "speech.audio.segment"]
+    assert len(segments) >= 2 and _timeline(browser) == [
+        (s["index"], s["text"], pytest.approx(s["start_s"]), pytest.approx(s["end_s"])) for s in segments
+    ]
 
     again = _speak(browser, "same-seed")
     assert _el(browser, "seed").get_attribute("value") == again["seed"] == run["seed"]
@@ -219,10 +252,8 @@ def test_an_api_error_shows_the_apis_message(server, browser):
     """Every emotion slider at 0: the API refuses the request (400), and the page shows its
     error.message, the same one a plain HTTP client gets for that body."""
     _open(browser, server)
-    browser.execute_script(
-        "for (const input of document.querySelectorAll('#emotions input')) {"
-        " input.value = 0; input.dispatchEvent(new Event('input')); }"
-    )
+    for element in browser.find_elements(By.CSS_SELECTOR, "#emotions input"):
+        _set_slider(browser, element.get_attribute("id"), 0)
     body = _form_body(browser)
     assert set(body["emotion"]) == {0.0}
     expected = requests.post(f"{server}/v1/audio/speech", json=body, timeout=60)
@@ -262,3 +293,19 @@ def test_the_key_box_sends_the_api_key(browser):
         assert "this is noise, not speech" in _el(browser, "banner").text  # the fake's card: random weights
         assert _speak(browser)["bytes"] > 0
         browser.execute_script("sessionStorage.clear()")
+
+
+def test_a_failure_after_the_audio_began_shows_the_error_event(browser):
+    """The fake backend fails after its first segment: the page keeps what arrived and shows the
+    SSE error event's message (the API's words), not a stack."""
+    backend = FakeBackend()
+    with real_server(build_http_app(backend, AppConfig())) as base:
+        _open(browser, base)
+        backend.mode = "fail_mid"
+        _el(browser, "speak").click()
+        error = _wait(browser, lambda: _el(browser, "error").text)
+        received = int(_value(browser, "bytes"))
+        sse = requests.post(f"{base}/v1/audio/speech", json=_form_body(browser) | {"stream_format": "sse"}, timeout=30)
+        event = json.loads(sse.text.strip().split("\n\n")[-1].removeprefix("data: "))
+        assert event["type"] == "error" and received > 0
+        assert error == f"the audio stream broke off after {received} bytes: {event['error']['message']}"

@@ -2,7 +2,8 @@
 
 It takes SynthesisRequest's fields (text, language, emotion, pitch_std, speaking_rate, fmax,
 cfg_scale, sampling{...}, seed, unconditional_keys, max_tokens_per_segment, pause_ms, tempo, ...)
-plus `voice` (library id or name; OpenAI's built-in names are not special here) or `speaker` (128
+plus `voice` (library id or name, or one of OpenAI's built-in names, the same fixed voices as on
+/v1/audio/speech: deployments.api.voices.speaker_embedding) or `speaker` (128
 floats), not both (422 conflicting_fields); `response_format`; `sample_rate` (one of
 api/streaming.py's SAMPLE_RATES, 8000 .. 48000, for any format but opus, which is always 48 kHz;
 default 44100, the model's own rate: other rates are resampled as the audio streams, X-Sample-Rate

@@ -81,7 +81,6 @@ from deployments.config import AppConfig
 from pipeline.engine.request import SpeechText
 from pipeline.streaming import speed_controls
 from pipeline.synthesis import SynthesisRequest
-from pipeline.voices import OPENAI_VOICES
 
 OPENAI_PCM_RATE = 24_000  # OpenAI's pcm: s16le mono at 24 kHz
 MODEL_CREATED = 1_739_145_600  # 2025-02-10 00:00 UTC: Zyphra's "Beta release of Zonos-v0.1"
@@ -157,7 +156,7 @@ async def create_speech(request: Request) -> Response:
     check_model(speech.model, context.config(request))
     speech.check_conflicts()
     deadline = context.deadline(request)
-    speaker = await speaker_embedding(request, speech.voice, deadline, builtin_names=OPENAI_VOICES)
+    speaker = await speaker_embedding(request, speech.voice, deadline)
     synthesis, source = await speech_language(speech.synthesis_request(speaker), speech.language)
     fmt = speech.response_format or context.config(request).default_response_format
     rate = speech.sample_rate or (OPENAI_PCM_RATE if fmt == "pcm" else None)

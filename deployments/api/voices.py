@@ -34,7 +34,7 @@ GET    /v1/audio/voices   {"voices": [{"id", "name"}, ...]}: OpenAI's 13 built-i
                           in OPENAI_VOICES' order, then every library voice (id = its voice_... id)
 GET    /v1/audio/models   {"models": [{"id": "zonos-v0.1"}, {"id": "tts-1"}, ...]}: /v1/models' names
 
-OpenAI's built-in names on /v1/audio/speech (`speaker_embedding(..., builtin_names)`) are fixed
+OpenAI's built-in names (on /v1/audio/speech and /v1/tts alike, `speaker_embedding`) are fixed
 voices, resolved by the backend (pipeline.voices.BuiltinVoices): a configured voice_bindings target,
 else a library voice of that name, else a synthetic embedding derived from the name alone; a name
 bound to a library voice that is missing is 404 voice_not_found naming the binding.
@@ -42,7 +42,7 @@ bound to a library voice that is missing is 404 voice_not_found naming the bindi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -178,15 +178,13 @@ async def list_audio_models(request: Request) -> Response:
 # --------------------------------------------------------------------------- voices to embeddings
 
 
-async def speaker_embedding(
-    request: Request, ref: str, deadline: float, builtin_names: Collection[str] = ()
-) -> list[float]:
-    """The embedding of library voice `ref` (id or name), or, for one of `builtin_names` (OpenAI's
-    built-in voices, on OpenAI's route), the fixed voice the backend gives that name (BuiltinVoices:
+async def speaker_embedding(request: Request, ref: str, deadline: float) -> list[float]:
+    """The embedding of library voice `ref` (id or name), or, for one of OPENAI_VOICES (OpenAI's
+    built-in voices, on every route), the fixed voice the backend gives that name (BuiltinVoices:
     configured binding, else a library voice of that name, else the name's synthetic embedding).
     404 voice_not_found, param `voice`, for an unknown voice or a name bound to a missing library voice."""
     backend = context.backend(request)
-    if ref in builtin_names:
+    if ref in OPENAI_VOICES:
         embedding = await _lookup(backend.builtin_voice_embedding(ref), deadline)
         if embedding is None:
             target = context.config(request).voice_bindings.get(ref, ref)
@@ -201,8 +199,12 @@ async def speaker_embedding(
     embedding = await _lookup(backend.voice_embedding(ref), deadline)
     if embedding is not None:
         return list(embedding)
-    hint = " (OpenAI's built-in voice names are accepted too)" if builtin_names else ""
-    raise ApiError(404, f"voice {ref!r} not found in the voice library{hint}", param="voice", code="voice_not_found")
+    raise ApiError(
+        404,
+        f"voice {ref!r} not found in the voice library (OpenAI's built-in voice names are accepted too)",
+        param="voice",
+        code="voice_not_found",
+    )
 
 
 async def _find_voice(request: Request, ref: str, deadline: float) -> Any:

@@ -13,9 +13,11 @@ GET /web/config.json   what the page builds its form from (`page_config`): the t
 
 The page (web/app.js) speaks through POST /v1/audio/speech (model zonos-v0.1, the one route that
 takes both OpenAI's built-in voice names and library voices, with every control the page offers as
-an extension) as raw pcm at 44.1 kHz, plays it while it streams, and lists and creates voices
-through GET /v1/audio/voices and POST /v1/voices; GET /v1/models' card says whether the weights
-are real (a banner when `speech` is false).
+an extension) as SSE (`stream_format` "sse", `timestamps` true: pcm at 44.1 kHz in the deltas, a
+speech.audio.segment event per sentence, an error event if it fails part way), plays it while it
+streams, and lists and creates voices through GET /v1/audio/voices and POST /v1/voices; GET
+/v1/models' card says whether the weights are real (a banner when `speech` is false). API keys:
+these files are public (auth.py), and the page sends the key typed into its key box.
 """
 
 from __future__ import annotations

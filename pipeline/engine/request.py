@@ -12,7 +12,8 @@ from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
 from pipeline.text import PHONEME_VOCAB_SIZE, check_language
 
 SPEAKER_DIM = 128
-EMOTION_NAMES = ("happiness", "sadness", "disgust", "fear", "surprise", "anger", "other", "neutral")  # `emotion`'s order
+# The 8 weights of `emotion`, in order (docs/zonos-v0.1.md, section 3)
+EMOTION_NAMES = ("happiness", "sadness", "disgust", "fear", "surprise", "anger", "other", "neutral")
 DEFAULT_EMOTION = (0.3077, 0.0256, 0.0256, 0.0256, 0.0256, 0.0256, 0.2564, 0.3077)
 ConditionerKey = Literal["speaker", "emotion", "fmax", "pitch_std", "speaking_rate", "language_id"]
 

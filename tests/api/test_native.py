@@ -92,3 +92,13 @@ def test_tts_sample_rate(client, stream):
         actual = 48_000 if fmt == "opus" else rate
         assert response.headers["x-sample-rate"] == str(actual)
         assert_audio(response.content, fmt, SECONDS_PER_CHAR * len(TEXT), actual)
+
+
+def test_openai_builtin_names_are_the_same_fixed_voices_on_tts(client, backend):
+    """A built-in name (alloy) is one fixed voice on both speech routes: /v1/tts sends the backend
+    the very embedding /v1/audio/speech does."""
+    assert client.post("/v1/tts", json={"text": "Hello there.", "voice": "alloy", "stream": False}).status_code == 200
+    native = backend.requests[-1][0].speaker
+    response = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hello there.", "voice": "alloy"})
+    assert response.status_code == 200
+    assert native is not None and backend.requests[-1][0].speaker == native

@@ -32,11 +32,10 @@ from api.conftest import (
     tone,
 )
 from deployments.api import build_http_app
-from deployments.api.openai import OPENAI_VOICES
 from deployments.backend import MODEL_ALIASES, BackendBusy
 from deployments.config import AppConfig
 from pipeline.audio import FORMATS
-from pipeline.voices import synthetic_embedding
+from pipeline.voices import OPENAI_VOICES, synthetic_embedding
 
 
 class Model(BaseModel):

@@ -1,4 +1,4 @@
-// The playground: a form over POST /v1/audio/speech (raw pcm, streamed and played as it arrives),
+// The playground: a form over POST /v1/audio/speech (pcm in SSE events, played as it arrives),
 // the voice list (GET /v1/audio/voices) and new voices from a clip or a recording (POST /v1/voices).
 // Everything it loads comes from this server; deployments/api/web.py serves it.
 import { PcmPlayer } from "./player.js";
@@ -154,13 +154,13 @@ async function speak() {
   }
   controller = new AbortController();
   setRunning(true, "waiting for the first audio…");
-  const run = { start: performance.now(), bytes: 0, chunks: 0, ttfa: null, end: null, playStart: null };
+  const run = { start: performance.now(), bytes: 0, chunks: 0, ttfa: null, end: null };
   clearResults();
   try {
     const response = await api("audio/speech", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: speechJson(body, seed),
+      body: speechJson({ ...body, stream_format: "sse", timestamps: true }, seed),
       signal: controller.signal,
     });
     lastRun = { body, seed: response.headers.get("X-Seed") || seed };
@@ -168,23 +168,26 @@ async function speak() {
     $("same-seed").disabled = !lastRun.seed;
     player = new PcmPlayer(Number(response.headers.get("X-Sample-Rate")) || config.sample_rate);
     requestAnimationFrame(drawCursor);
-    const reader = response.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+    for await (const event of sseEvents(response.body)) {
+      if (event.type === "error") throw new Error(event.error.message); // failed after the audio began
+      if (event.type === "speech.audio.done") show("usage", usageText(event.usage), event.usage.output_tokens);
+      if (event.type === "speech.audio.segment") addSegment(event.segment);
+      if (event.type !== "speech.audio.delta") continue;
+      const value = Uint8Array.from(atob(event.audio), (c) => c.charCodeAt(0));
       run.bytes += value.length;
       const added = player.push(value);
       if (added === 0) continue;
       const now = performance.now() - run.start;
       run.chunks++;
       if (run.ttfa === null) {
-        run.ttfa = run.playStart = now;
+        run.ttfa = now; // the first buffer is scheduled to play just now
         $("status").textContent = "playing while it streams…";
       }
       addChunk(player.samples - added, player.samples, now);
       showProgress(run);
     }
     run.end = performance.now() - run.start;
+    $("bytes").dataset.playedAtEnd = (player.position() || 0).toFixed(3); // seconds heard while it streamed
     showProgress(run);
     $("status").textContent = player.samples ? "done" : "done: the server sent no audio";
     $("download").disabled = player.samples === 0;
@@ -192,7 +195,7 @@ async function speak() {
     if (error.name === "AbortError") {
       $("status").textContent = "stopped";
     } else if (run.bytes > 0) {
-      // a stream the server cut: it failed part way (the response's status was already sent)
+      // it failed part way: the response's status was already sent, the error event says why
       showError("error", new Error(`the audio stream broke off after ${run.bytes} bytes: ${error.message}`));
     } else {
       showError("error", error);
@@ -202,6 +205,29 @@ async function speak() {
     controller = null;
     setRunning(false);
   }
+}
+
+// The JSON data of each server-sent event of a fetch response's body, as it arrives.
+async function* sseEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const lines = buffer.slice(0, end).split("\n");
+      buffer = buffer.slice(end + 2);
+      const data = lines.filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim());
+      if (data.length) yield JSON.parse(data.join("\n"));
+    }
+  }
+}
+
+// OpenAI's usage: input tokens are the text's phoneme tokens, output tokens the codec frames.
+function usageText(usage) {
+  return `${usage.input_tokens} tokens in, ${usage.output_tokens} frames out`;
 }
 
 function stopRun() {
@@ -222,10 +248,10 @@ function show(id, text, value) {
 }
 
 function clearResults() {
-  for (const id of ["ttfa", "rtf", "audio-seconds", "bytes", "seed-used"]) show(id, "–", null);
-  for (const key of ["chunks", "playStart", "end"]) delete $("bytes").dataset[key];
-  $("timeline").replaceChildren();
-  $("timeline").dataset.chunks = "0";
+  for (const id of ["ttfa", "rtf", "audio-seconds", "bytes", "seed-used", "usage"]) show(id, "–", null);
+  for (const key of ["chunks", "end", "playedAtEnd"]) delete $("bytes").dataset[key];
+  $("segments").replaceChildren();
+  $("chunks").replaceChildren();
   $("timeline-note").textContent = "";
   $("download").disabled = true;
 }
@@ -239,36 +265,59 @@ function showProgress(run) {
   $("audio-seconds").dataset.samples = player.samples;
   show("bytes", `${run.bytes.toLocaleString()} bytes in ${run.chunks} chunks`, run.bytes);
   $("bytes").dataset.chunks = run.chunks;
-  $("bytes").dataset.playStart = run.playStart.toFixed(1);
-  if (run.end === null) return;
+  if (run.end === null || seconds === 0) return;
   $("bytes").dataset.end = run.end.toFixed(1);
   const rtf = run.end / 1000 / seconds;
   const pace = rtf < 0.995 ? "faster than" : rtf > 1.005 ? "slower than" : "about";
   show("rtf", `${rtf.toFixed(2)}× (${pace} real time)`, rtf.toFixed(4));
+  const sentences = $("segments").children.length;
+  const top = sentences ? `${sentences} sentence(s) at the server's timestamps` : "no timestamps from the server";
   $("timeline-note").textContent =
-    `Each block is a piece of audio as it arrived (${player.stalls} playback stalls); click to replay from it.`;
+    `Top: ${top}; below: the audio in the ${run.chunks} pieces it arrived in ` +
+    `(${player.stalls} playback stalls). Click to replay from there.`;
 }
 
 // ------------------------------------------------------------------ the timeline
 
+// Both tracks span the audio received so far: blocks are placed by seconds, as % of its length.
+
+function block(track, from, to, title, label = "") {
+  const element = document.createElement("span");
+  Object.assign(element.dataset, { from, to });
+  element.title = title;
+  element.textContent = label;
+  element.addEventListener("click", () => player && player.replay(from));
+  $(track).append(element);
+  layoutTimeline();
+  return element;
+}
+
+// A piece of audio as it arrived: samples [first, last) of the stream.
 function addChunk(first, last, arrivedMs) {
-  const block = document.createElement("span");
-  block.className = "chunk";
-  block.style.flexGrow = String(last - first);
   const [from, to] = [first / player.rate, last / player.rate];
-  block.title = `${from.toFixed(2)}–${to.toFixed(2)} s, arrived at ${Math.round(arrivedMs)} ms`;
-  block.addEventListener("click", () => player && player.replay(from));
-  $("timeline").append(block);
-  $("timeline").dataset.chunks = String(Number($("timeline").dataset.chunks) + 1);
+  block("chunks", from, to, `${from.toFixed(2)}–${to.toFixed(2)} s, arrived at ${Math.round(arrivedMs)} ms`);
+}
+
+// A sentence: a speech.audio.segment event's {index, text, start_s, end_s, start_sample, end_sample}.
+function addSegment(segment) {
+  const { index, text, start_s: from, end_s: to } = segment;
+  const element = block("segments", from, to, `${index + 1}. ${from.toFixed(2)}–${to.toFixed(2)} s: ${text}`, text);
+  Object.assign(element.dataset, { index, text });
+}
+
+function layoutTimeline() {
+  const total = player ? player.seconds : 0;
+  for (const element of document.querySelectorAll("#timeline .track span")) {
+    const [from, to] = [Number(element.dataset.from), Number(element.dataset.to)];
+    element.style.left = `${(100 * from) / total}%`;
+    element.style.width = `${(100 * Math.min(to - from, total - from)) / total}%`;
+  }
 }
 
 function drawCursor() {
   if (!player) return;
   const at = player.position();
-  const cursor = $("timeline").querySelector(".cursor") || document.createElement("i");
-  cursor.className = "cursor";
-  cursor.style.left = at === null || !player.seconds ? "0" : `${(100 * at) / player.seconds}%`;
-  if (!cursor.parentNode) $("timeline").append(cursor);
+  $("cursor").style.left = at === null || !player.seconds ? "0" : `${(100 * at) / player.seconds}%`;
   requestAnimationFrame(drawCursor);
 }
 
