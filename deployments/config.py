@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from pipeline.engine import EngineConfig
 from pipeline.voices import check_voice_binding
@@ -86,6 +86,7 @@ class DeploymentOptions(BaseModel):
 
 
 DATA_DIR_ENV = "ZONOS_DATA_DIR"
+API_KEYS_FILE_ENV = "ZONOS_API_KEYS_FILE"  # a file of API keys, read on the Ingress (deployments/api/auth.py)
 # An origin as a browser sends it in its Origin header: scheme://host[:port], lower case, no path
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[a-z0-9.\-\[\]:]+")
 DEFAULT_DATA_DIR = "~/.local/share/zonos-serve"
@@ -112,6 +113,28 @@ def data_path(path: str) -> str:
     if not base_dir.is_absolute():
         raise ValueError(f"{DATA_DIR_ENV} must be an absolute directory, got {base!r}")
     return str(base_dir / given)
+
+
+# An API key's SHA-256 digest as AppConfig.api_keys holds it (deployments/api/auth.py compares digests)
+KEY_DIGEST_PREFIX = "sha256:"
+_KEY_DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}")
+KEY_DIGEST_COMMAND = (
+    "python3 -c 'import hashlib,sys;print(\"sha256:\"+hashlib.sha256(sys.argv[1].encode()).hexdigest())' KEY"
+)
+
+
+def _key_digest(entry: SecretStr) -> SecretStr:
+    """An entry of AppConfig.api_keys: 'sha256:' and 64 hex digits (surrounding whitespace dropped), else
+    ValueError. The message never quotes the entry: it is most likely a key given by mistake."""
+    text = entry.get_secret_value().strip()
+    if not _KEY_DIGEST.fullmatch(text):
+        raise ValueError(
+            "an entry of api_keys must be a key's SHA-256 digest, 'sha256:' and 64 hex digits, not a key: Ray "
+            "Serve logs an app's args in plain text (the value given is not shown). Put the keys themselves in "
+            f"api_keys_file or in the file ${API_KEYS_FILE_ENV} names (one a line), or give each key's digest: "
+            + KEY_DIGEST_COMMAND
+        )
+    return SecretStr(text.lower())
 
 
 # Given either, a deployment's options drop the other from its defaults (Serve refuses both at once).
@@ -184,12 +207,13 @@ class AppConfig(BaseModel):
         "zonos-v0.1, tts-1, tts-1-hd, gpt-4o-mini-tts and their dated snapshots: e.g. what a client is "
         "configured with for another server (kokoro).",
     )
-    api_keys: tuple[SecretStr, ...] = Field(
+    api_keys: tuple[Annotated[SecretStr, AfterValidator(_key_digest)], ...] = Field(
         (),
-        description="API keys: when any key is configured (here, in api_keys_file or in the file $ZONOS_API_KEYS_FILE "
-        "names), every route but /healthz, /readyz, /openapi.json, /docs and /web needs `Authorization: Bearer KEY` "
-        "(401 invalid_api_key otherwise). Secret: shown as '**********' in any repr or dump. Prefer a file: "
-        "a Serve config's args are visible to whoever reads the app's config. deployments/api/auth.py.",
+        description="The SHA-256 digests of API keys, each 'sha256:' and 64 hex digits, never a key itself: Ray "
+        "Serve writes an app's args to its logs in plain text. The keys themselves go in api_keys_file or the "
+        "file $ZONOS_API_KEYS_FILE names. When any key is configured (here or in those files), every route but "
+        "/healthz, /readyz, /openapi.json, /docs and /web needs `Authorization: Bearer KEY` (401 invalid_api_key "
+        "otherwise). A key's digest: " + KEY_DIGEST_COMMAND + ". deployments/api/auth.py.",
     )
     api_keys_file: str | None = Field(
         None,
@@ -241,14 +265,14 @@ class AppConfig(BaseModel):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _api_keys(cls, keys: Any) -> Any:
-        """One key or a list; numbers (an unquoted key in YAML) as their text. Nothing here raises: pydantic's
-        error for a field quotes its input, so a key's rules are checked where it is used, by
-        deployments.api.auth.ApiKeys, whose errors never show a key."""
+        """One digest or a list; each entry (text, or anything else given by mistake: an unquoted YAML number,
+        a mapping) as a SecretStr before it is checked (`_key_digest`), and any other value too, so that
+        pydantic's error, which quotes the input it refuses, shows '**********' where a key may be."""
         if isinstance(keys, str | int):
             keys = [keys]
-        if isinstance(keys, list | tuple):
-            return [str(key) if isinstance(key, int) else key for key in keys]
-        return keys
+        if isinstance(keys, list | tuple | set | frozenset):
+            return [key if isinstance(key, SecretStr) else SecretStr(str(key)) for key in keys]
+        return keys if keys is None or isinstance(keys, SecretStr) else SecretStr(str(keys))
 
     @field_validator("cors_allowed_origins")
     @classmethod

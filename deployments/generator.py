@@ -18,6 +18,7 @@ from ray.serve.metrics import Counter, Histogram
 
 from deployments.config import BatchSettings, ModelSources
 from deployments.models import load_with_fallback
+from deployments.ray_errors import log_client_errors_at_info
 from pipeline.engine import EngineConfig, FrameChunk, GenerationRequest, ZonosEngine
 from pipeline.engine.async_engine import AsyncEngine
 from pipeline.streaming import in_chunks
@@ -26,6 +27,7 @@ from pipeline.streaming import in_chunks
 @serve.deployment
 class Generator:
     def __init__(self, sources: ModelSources, engine_config: EngineConfig):
+        log_client_errors_at_info()  # Serve logs 4xx-type errors at INFO, no traceback
         self.sources = sources
 
         def load(source: str) -> ZonosEngine:

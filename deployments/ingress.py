@@ -23,7 +23,7 @@ from deployments.api import build_http_app
 from deployments.api.health import with_draining
 from deployments.backend import MODEL_ID, BackendBusy, Drain, ModelCard, VoiceInfo
 from deployments.config import AppConfig
-from deployments.ray_errors import raises_causes, replica_errors
+from deployments.ray_errors import log_client_errors_at_info, raises_causes, replica_errors
 from pipeline.codec import SAMPLE_RATE, CodeSpan
 from pipeline.engine import FrameChunk, GenerationRequest
 from pipeline.language import load_detector
@@ -44,6 +44,7 @@ class Ingress:
         voices: DeploymentHandle,
         config: AppConfig,
     ):
+        log_client_errors_at_info()  # Serve logs 4xx-type errors at INFO, no traceback
         self.config = config
         self.generator, self.vocoder, self.voices = generator, vocoder, voices
         self._inflight = 0

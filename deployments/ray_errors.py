@@ -13,6 +13,12 @@ message instead (issue 9), so every call the Ingress makes to another deployment
   they are transient and their text names processes and hosts.
 
 The full Ray error goes to the replica's log with the request id; nothing of it reaches a body.
+
+The other side: Serve logs every exception a replica method raises at ERROR with its traceback
+("Request failed."), client errors too (text with nothing to speak, a bad clip, a taken voice
+name). `ClientErrorsAtInfo` (installed by each deployment with `log_client_errors_at_info()`) turns
+those records into one INFO line without traceback, as the HTTP layer logs its 4xx (issue 12); an
+unexpected exception keeps its ERROR and traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +33,17 @@ from ray.exceptions import RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError, RayServeException
 
 from deployments.backend import BackendBusy
+from pipeline.voices import VoiceNotFoundError
 
-__all__ = ["REPLICA_UNAVAILABLE", "cause_of", "raises_causes", "replica_errors"]
+__all__ = [
+    "CLIENT_ERRORS",
+    "REPLICA_UNAVAILABLE",
+    "ClientErrorsAtInfo",
+    "cause_of",
+    "log_client_errors_at_info",
+    "raises_causes",
+    "replica_errors",
+]
 
 logger = logging.getLogger("ray.serve")
 
@@ -77,3 +92,28 @@ def raises_causes(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]
             return await method(*args, **kwargs)
 
     return wrapper
+
+
+# What the HTTP layer answers with a 4xx (deployments.api.errors.backend_error): a ValueError is input
+# the pipeline cannot take (NothingToSpeakError, InvalidAudioError, DuplicateVoiceNameError, ...).
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (ValueError, VoiceNotFoundError)
+
+
+class ClientErrorsAtInfo(logging.Filter):
+    """A filter for the "ray.serve" logger: a record carrying a client error (CLIENT_ERRORS) becomes
+    INFO, its traceback replaced by the error's type and message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, CLIENT_ERRORS):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "%s (refused: %s: %s)", (record.getMessage(), type(error).__name__, error)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def log_client_errors_at_info() -> None:
+    """Install ClientErrorsAtInfo on Serve's logger in this process (once)."""
+    serve_logger = logging.getLogger("ray.serve")
+    if not any(isinstance(f, ClientErrorsAtInfo) for f in serve_logger.filters):
+        serve_logger.addFilter(ClientErrorsAtInfo())

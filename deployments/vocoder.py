@@ -17,12 +17,14 @@ from ray.serve.metrics import Histogram
 
 from deployments.config import BatchSettings, ModelSources
 from deployments.models import load_with_fallback
+from deployments.ray_errors import log_client_errors_at_info
 from pipeline.codec import Codec, CodeSpan
 
 
 @serve.deployment
 class Vocoder:
     def __init__(self, sources: ModelSources):
+        log_client_errors_at_info()  # Serve logs 4xx-type errors at INFO, no traceback
         self.sources = sources
 
         def load(source: str) -> Codec:

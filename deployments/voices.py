@@ -19,10 +19,11 @@ import logging
 from collections.abc import Mapping
 
 from ray import serve
-from ray.serve.metrics import Gauge
+from ray.serve.metrics import Counter
 
 from deployments.config import ModelSources, data_path
 from deployments.models import load_with_fallback
+from deployments.ray_errors import log_client_errors_at_info
 from pipeline.speaker import SpeakerEncoder
 from pipeline.voices import BuiltinVoices, VoiceNotFoundError, VoiceStore, clean_voice_name, is_clip_binding
 
@@ -32,6 +33,7 @@ logger = logging.getLogger("ray.serve")
 @serve.deployment
 class Voices:
     def __init__(self, sources: ModelSources, voices_db: str, voice_bindings: Mapping[str, str] | None = None):
+        log_client_errors_at_info()  # Serve logs 4xx-type errors at INFO, no traceback
         path = data_path(voices_db)
         logger.info("voice library: %s (voices_db %r)", path, voices_db)
         self.store = VoiceStore(path)
@@ -40,7 +42,13 @@ class Voices:
             return SpeakerEncoder.from_pretrained(source, device=sources.device)
 
         self.encoder, self.real_weights = load_with_fallback(load, sources.speaker, sources.fallback, "speaker encoder")
-        self._hit_rate = Gauge("zonos_speaker_cache_hit_rate", "Share of voice clips served from the embedding cache.")
+        # Counters, not a hit-rate gauge (Ray exports a gauge only for a while after it is set): the dashboard
+        # computes the rate as rate(hits) / rate(lookups), over any window, summed over replicas.
+        self._cache_hits = Counter(
+            "zonos_speaker_cache_hits_total", "Voice clips whose embedding came from the embedding cache."
+        )
+        self._cache_lookups = Counter("zonos_speaker_cache_lookups_total", "Voice clips embedded (cache hits or not).")
+        self._counted = (0, 0)  # the encoder's (hits, misses) already counted
         self.builtins = BuiltinVoices(voice_bindings, lambda path: self.encoder.embed_file(data_path(path)))
         for name, target in self.builtins.bindings.items():
             if is_clip_binding(target):
@@ -49,6 +57,7 @@ class Voices:
                 logger.warning("voice %r is bound to library voice %r, which is not in the library (yet)", name, target)
             else:
                 logger.info("voice %r: library voice %r", name, target)
+        self._count_cache()  # the bound clips embedded just now
 
     async def embed_clip(self, clip: bytes) -> list[float]:
         """A clip's file bytes in any format FFmpeg decodes (wav, flac, mp3, ogg, webm, m4a, ...) -> 128 floats.
@@ -56,9 +65,22 @@ class Voices:
         A clip that is not audio, or not 1-60 s of audible sound, raises InvalidAudioError (a
         ValueError) whose message says what was read; decoding runs in a worker thread."""
         embedding = await asyncio.to_thread(self.encoder.embed_file, clip)
-        info = self.encoder.cache_info()
-        self._hit_rate.set(info.hits / max(info.hits + info.misses, 1))
+        self._count_cache()
         return embedding.tolist()
+
+    def _count_cache(self) -> None:
+        """Add to the counters the encoder's cache lookups since the last call (concurrent embeddings,
+        bound clips embedded at start, included)."""
+        info = self.encoder.cache_info()
+        last_hits, last_misses = self._counted
+        if info.hits < last_hits or info.misses < last_misses:  # the encoder's cache was cleared: it counts anew
+            last_hits = last_misses = 0
+        self._counted = (info.hits, info.misses)
+        hits, misses = info.hits - last_hits, info.misses - last_misses
+        if hits:  # Ray's Counter.inc takes only a positive value
+            self._cache_hits.inc(hits)
+        if hits + misses:
+            self._cache_lookups.inc(hits + misses)
 
     async def create(self, name: str, clip: bytes) -> dict:
         """A new voice from a clip. The name is checked first (InvalidVoiceNameError), so a bad one

@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from deployments.config import AppConfig, ModelSources, data_path
+from deployments.ray_errors import ClientErrorsAtInfo, log_client_errors_at_info
 from deployments.voices import Voices
-from pipeline.voices import InvalidVoiceNameError, VoiceStore
+from pipeline.speaker import InvalidAudioError
+from pipeline.text import NothingToSpeakError
+from pipeline.voices import DuplicateVoiceNameError, InvalidVoiceNameError, VoiceNotFoundError, VoiceStore
 
 
 @pytest.fixture
@@ -201,3 +204,37 @@ def test_shutdown_checkpoints_the_wal(data_dir, monkeypatch):
 def test_del_of_a_replica_that_never_opened_its_store():
     replica = Voices.func_or_class.__new__(Voices.func_or_class)
     replica.__del__()  # __init__ failed before the store existed: nothing to close, no error
+
+
+# ----------------------------------------------------------------------- client errors in replica logs
+
+
+@pytest.mark.parametrize(
+    ("error", "client"),
+    [
+        (NothingToSpeakError("nothing to speak in the text"), True),
+        (InvalidAudioError("the clip is not audio"), True),
+        (DuplicateVoiceNameError("me"), True),
+        (VoiceNotFoundError("voice_123"), True),
+        (RuntimeError("a bug"), False),
+        (ZeroDivisionError("division by zero"), False),
+    ],
+)
+def test_serve_logs_a_client_error_at_info_without_traceback_and_a_bug_as_before(error, client, caplog):
+    """Serve's replica runs `logger.exception("Request failed.")` on "ray.serve" for whatever a
+    method raises; with the deployments' filter a 4xx-type error becomes one INFO line naming it,
+    and anything else keeps its ERROR and traceback."""
+    log_client_errors_at_info()
+    log_client_errors_at_info()  # once only
+    serve_logger = logging.getLogger("ray.serve")
+    assert sum(isinstance(f, ClientErrorsAtInfo) for f in serve_logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        try:
+            raise error
+        except Exception:
+            serve_logger.exception("Request failed.")
+    (record,) = [r for r in caplog.records if r.name == "ray.serve"]
+    assert record.levelno == (logging.INFO if client else logging.ERROR)
+    assert (record.exc_info is None) == client
+    if client:
+        assert type(error).__name__ in record.getMessage() and "Traceback" not in caplog.text

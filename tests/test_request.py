@@ -11,7 +11,7 @@ BAD_FIELDS = [
     ({"text": "   "}, "text", "blank"),
     ({"speaker": [0.0] * 127}, "speaker", "128"),
     ({"emotion": [0.1] * 7}, "emotion", "8"),
-    ({"emotion": [-1.0] + [0.5] * 7}, "emotion", "non-negative"),
+    ({"emotion": [-1.0] + [0.5] * 7}, "emotion.0", "greater than or equal to 0"),
     ({"emotion": [0.0] * 8}, "emotion", "positive sum"),
     ({"cfg_scale": 0.5}, "cfg_scale", "greater than or equal to 1"),
     ({"max_new_tokens": 0}, "max_new_tokens", "greater than or equal to 1"),

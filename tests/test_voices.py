@@ -3,6 +3,7 @@ backups, threads and the float32 round trip; OpenAI's built-in names as fixed vo
 embeddings, configured bindings) in the library and in the Voices deployment (its class, no Ray)."""
 
 import ast
+import asyncio
 import os
 import pickle
 import re
@@ -653,3 +654,35 @@ def test_the_deployment_fails_to_start_on_a_bad_bound_clip(tmp_path, content, sa
         path.write_bytes(content)
     with pytest.raises(ValueError, match=f"voice binding 'nova' -> clip '{re.escape(str(path))}': {says}"):
         voices_replica({"nova": str(path)})
+
+
+def test_the_deployment_counts_embedding_cache_hits_and_lookups(tmp_path, monkeypatch):
+    """Two counters, hits and lookups, whose rates Grafana divides (a gauge would be exported only for a
+    while after it is set): a bound clip embedded at start is a lookup; a new clip a lookup; the same clip
+    again a hit and a lookup."""
+    import deployments.voices
+
+    counts: dict[str, float] = {}
+
+    class Recording:  # ray.serve.metrics.Counter's interface: a name, a description, inc(value > 0)
+        def __init__(self, name: str, description: str = ""):
+            self.name = name
+            counts[name] = 0
+
+        def inc(self, value: float = 1.0) -> None:
+            assert value > 0
+            counts[self.name] += value
+
+    monkeypatch.setattr(deployments.voices, "Counter", Recording)
+    replica = voices_replica({"nova": str(clip_file(tmp_path / "nova.wav"))})
+    try:
+        expected = {"zonos_speaker_cache_hits_total": 0, "zonos_speaker_cache_lookups_total": 1}
+        assert counts == expected
+        clip = clip_file(tmp_path / "other.wav", hz=330.0).read_bytes()
+        for hit in (0, 1, 1):
+            asyncio.run(replica.embed_clip(clip))
+            expected["zonos_speaker_cache_hits_total"] += hit
+            expected["zonos_speaker_cache_lookups_total"] += 1
+            assert counts == expected
+    finally:
+        replica.__del__()

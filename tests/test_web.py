@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from api.conftest import FakeBackend, real_server
+from api.conftest import FakeBackend, key_digest, real_server
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -202,7 +202,7 @@ def test_the_playground_plays_while_it_streams_and_measures_the_run(server, brow
     ]
 
     again = _speak(browser, "same-seed")
-    assert _el(browser, "seed").get_attribute("value") == again["seed"] == run["seed"]
+    assert again["seed"] == run["seed"] and _el(browser, "seed").get_attribute("value") == ""  # that run only
     assert again["bytes"] == run["bytes"] and np.array_equal(_download_wav(browser)[0], samples)
 
 
@@ -265,7 +265,8 @@ def test_an_api_error_shows_the_apis_message(server, browser):
 
 
 def test_the_page_fits_a_phone(server, browser):
-    """At 390 x 844 CSS pixels (a phone) nothing is wider than the screen and the cards stack."""
+    """At 390 x 844 CSS pixels (a phone) nothing is wider than the screen and the cards stack; /docs fits a
+    375 px window too (its tables scroll in their own boxes)."""
     browser.set_window_size(390, 844)
     try:
         _open(browser, server)
@@ -273,6 +274,11 @@ def test_the_page_fits_a_phone(server, browser):
         lefts = {_el(browser, card).rect["x"] for card in ("speak-card", "controls-card", "voice-card")}
         assert len(lefts) == 1
         assert _el(browser, "speak").is_displayed()
+        browser.set_window_size(375, 812)
+        browser.get(f"{server}/docs")
+        assert browser.execute_script("return window.innerWidth") <= 375
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        assert browser.find_elements(By.CSS_SELECTOR, ".scroll table")
     finally:
         browser.set_window_size(1200, 1000)
 
@@ -280,17 +286,23 @@ def test_the_page_fits_a_phone(server, browser):
 def test_the_key_box_sends_the_api_key(browser):
     """With API keys on, the page loads, shows the API's 401 message, and works once the key is typed;
     the fake backend's model card says random weights, and the banner says so."""
-    app = build_http_app(FakeBackend(), AppConfig(api_keys=["sk-playground"]))
+    app = build_http_app(FakeBackend(), AppConfig(api_keys=[key_digest("sk-playground")]))
     with real_server(app) as base:
         browser.get(f"{base}/web")
         _wait(browser, lambda: browser.execute_script("return document.body.dataset.ready") == "true")
+        # before any key: the banner (the card comes with the public config.json), the 401 with a hint
+        assert _el(browser, "banner").is_displayed()
+        assert "this is noise, not speech" in _el(browser, "banner").text  # the fake's card: random weights
         unauthorised = requests.get(f"{base}/v1/audio/voices", timeout=30)
         assert unauthorised.status_code == 401
-        assert _el(browser, "error").text == unauthorised.json()["error"]["message"]
+        message, hint = _el(browser, "error").text.split("\n")
+        assert message == unauthorised.json()["error"]["message"] and "API key box" in hint
+        assert "wanted" in _el(browser, "api-key").get_attribute("class")
         _el(browser, "api-key").send_keys("sk-playground\n")  # Enter commits the field: its change event
         _wait(browser, lambda: "alloy" in _voices(browser))
         assert _el(browser, "error").text == ""
-        assert "this is noise, not speech" in _el(browser, "banner").text  # the fake's card: random weights
+        assert "wanted" not in _el(browser, "api-key").get_attribute("class")
+        assert _el(browser, "banner").is_displayed()
         assert _speak(browser)["bytes"] > 0
         browser.execute_script("sessionStorage.clear()")
 
@@ -309,3 +321,34 @@ def test_a_failure_after_the_audio_began_shows_the_error_event(browser):
         event = json.loads(sse.text.strip().split("\n\n")[-1].removeprefix("data: "))
         assert event["type"] == "error" and received > 0
         assert error == f"the audio stream broke off after {received} bytes: {event['error']['message']}"
+
+
+def test_a_run_clears_the_last_ones_results_and_same_seed_is_for_one_run(browser):
+    """Over the fake backend: an error (the API's, or a bad seed typed) leaves nothing of the run before it
+    (numbers, seed, "Same seed again", download); "Same seed again" repeats the seed for that run only,
+    so the next Speak, the seed box empty, gets a new random seed."""
+    with real_server(build_http_app(FakeBackend(), AppConfig())) as base:
+        _open(browser, base)
+        first = _speak(browser)
+        again = _speak(browser, "same-seed")
+        assert again["seed"] == first["seed"] and _el(browser, "seed").get_attribute("value") == ""
+        assert _speak(browser)["seed"] != first["seed"]  # random again: 1 chance in 2**63 to fail
+
+        def cleared() -> None:
+            for element_id in ("ttfa", "rtf", "seed-used", "audio-seconds", "bytes"):
+                assert _el(browser, element_id).text == "–", element_id
+            assert not _el(browser, "same-seed").is_enabled() and not _el(browser, "download").is_enabled()
+            assert _el(browser, "status").text == ""
+
+        for element in browser.find_elements(By.CSS_SELECTOR, "#emotions input"):
+            _set_slider(browser, element.get_attribute("id"), 0)  # refused by the API: 400
+        _el(browser, "speak").click()
+        _wait(browser, lambda: _el(browser, "error").text and _el(browser, "speak").is_enabled())
+        cleared()
+        _el(browser, "reset").click()
+        _speak(browser)
+        _el(browser, "seed").send_keys("not a seed")  # refused by the page itself
+        _el(browser, "speak").click()
+        assert _wait(browser, lambda: _el(browser, "error").text).startswith("seed:")
+        cleared()
+        _el(browser, "seed").clear()

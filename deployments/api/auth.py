@@ -1,8 +1,11 @@
 """API keys (optional): `Authorization: Bearer KEY` on every route but the public ones.
 
 Keys come from three places, all optional, all added together (`ApiKeys.from_config`):
-- AppConfig.api_keys: a list of keys (pydantic SecretStr: shown as '**********' in any repr or dump
-  of the config, and in no error about another of its fields);
+- AppConfig.api_keys: the keys' SHA-256 digests, `sha256:<64 hex digits>`, never keys: Ray Serve
+  writes an app's args to its logs in plain text ("Importing application ... with arguments"),
+  before any code of ours runs, so a key there would be in the logs. A key given there is refused
+  when the config is validated, by an error that does not show it (deployments.config._key_digest,
+  which says how to compute a digest: KEY_DIGEST_COMMAND);
 - AppConfig.api_keys_file: a file of keys, one a line;
 - $ZONOS_API_KEYS_FILE (API_KEYS_FILE_ENV): a file of keys too, read on the Ingress replica (so a
   Kubernetes Secret mounted as a file never passes through the Serve config).
@@ -16,7 +19,8 @@ keys need a restart (a rolling update of the Ingress).
 With no key configured, nothing is checked. With keys, every request but the public ones
 (`is_public`: /healthz and /readyz, which probes call without keys; /openapi.json and /docs,
 which describe the API and hold no data; /web and its static files, the playground, whose own API
-calls send the key typed into its key box) must carry `Authorization: Bearer KEY` with one of
+calls send the key typed into its key box; each with a trailing slash too, which the router
+redirects to the path) must carry `Authorization: Bearer KEY` with one of
 the keys: the openai SDK sends exactly that from its `api_key`. Otherwise 401, OpenAI's shape:
 
 | request                                 | code            | message starts                         |
@@ -30,8 +34,8 @@ section 3; `error="invalid_token"` added for a wrong key), x-should-retry: false
 quotes the key given (OpenAI's shows part of it; a near-miss key is still a secret).
 
 The check is constant-time in the key: the given key's SHA-256 is compared with every key's
-(`hmac.compare_digest`, no early exit), so neither which key nor how much of one matched shows in
-the timing. Keys never reach a log: the 401 is logged once by the request id middleware
+(`hmac.compare_digest`, no early exit; only the digests are kept), so neither which key nor how
+much of one matched shows in the timing. Keys never reach a log: the 401 is logged once by the request id middleware
 (context.py: method, path, status, code, message; no header), and the Authorization header is
 taken off the request before the routes see it.
 
@@ -54,9 +58,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.api.errors import ApiError
-from deployments.config import AppConfig, data_path
+from deployments.config import API_KEYS_FILE_ENV, KEY_DIGEST_PREFIX, AppConfig, data_path
 
-API_KEYS_FILE_ENV = "ZONOS_API_KEYS_FILE"
 KEY_RULE = "1 to 4096 visible ASCII characters (no spaces)"
 _KEY = re.compile(r"[\x21-\x7e]{1,4096}")
 _AUTHORIZATION = b"authorization"
@@ -71,22 +74,24 @@ def api_keys(request: Request) -> ApiKeys | None:
 
 
 def is_public(path: str) -> bool:
-    """Whether a request for `path` (the route's path, without the app's root_path) needs no key."""
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    """Whether a request for `path` (the route's path, without the app's root_path) needs no key. Trailing
+    slashes are dropped first, as the router does before it redirects (Starlette's redirect_slashes), so
+    `/healthz/` is as public as the `/healthz` it is redirected to."""
+    return (path.rstrip("/") or "/") in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 class ApiKeys:
-    """The keys the server accepts, held only as SHA-256 digests (repr shows how many, nothing else).
+    """The keys the server accepts, held only as their SHA-256 digests (32 bytes each; repr shows how many,
+    nothing else)."""
 
-    ValueError for a key against KEY_RULE; the message names `sources[i]`, never the key."""
-
-    def __init__(self, keys: Iterable[tuple[str, str]]):
-        digests = []
-        for where, key in keys:
-            if not _KEY.fullmatch(key):
-                raise ValueError(f"{where}: an API key is {KEY_RULE} (the key is not shown)")
-            digests.append(hashlib.sha256(key.encode("ascii")).digest())
+    def __init__(self, digests: Iterable[bytes]):
         self._digests = tuple(dict.fromkeys(digests))
+
+    @classmethod
+    def of_keys(cls, keys: Iterable[tuple[str, str]]) -> ApiKeys:
+        """The keys given as (where, key) pairs. ValueError for a key against KEY_RULE; the message names
+        `where`, never the key."""
+        return cls(key_digest(where, key) for where, key in keys)
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -107,12 +112,22 @@ class ApiKeys:
         """The keys of `config` (api_keys, api_keys_file) and of the file $ZONOS_API_KEYS_FILE names, or
         None when none is configured. ValueError for a named file that is missing, unreadable or empty,
         or a key against KEY_RULE (module docstring)."""
-        keys = [(f"api_keys[{i}]", key.get_secret_value().strip()) for i, key in enumerate(config.api_keys)]
+        digests = [
+            bytes.fromhex(digest.get_secret_value().removeprefix(KEY_DIGEST_PREFIX)) for digest in config.api_keys
+        ]
         files = [("api_keys_file", config.api_keys_file), (API_KEYS_FILE_ENV, environ.get(API_KEYS_FILE_ENV))]
         for name, path in files:
             if path:
-                keys += _read_keys(name, path)
-        return cls(keys) if keys else None
+                digests += [key_digest(where, key) for where, key in _read_keys(name, path)]
+        return cls(digests) if digests else None
+
+
+def key_digest(where: str, key: str) -> bytes:
+    """The SHA-256 digest of `key` (found at `where`); ValueError naming `where`, never the key, for a key
+    against KEY_RULE."""
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"{where}: an API key is {KEY_RULE} (the key is not shown)")
+    return hashlib.sha256(key.encode("ascii")).digest()
 
 
 def _read_keys(name: str, path: str) -> list[tuple[str, str]]:

@@ -78,7 +78,7 @@ from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_res
 from deployments.api.voices import speaker_embedding
 from deployments.backend import MODEL_ALIASES, MODEL_ID
 from deployments.config import AppConfig
-from pipeline.engine.request import SpeechText
+from pipeline.engine.request import CfgScale, Controls, EmotionWeights, PitchStd, Seed, SpeakingRate, SpeechText
 from pipeline.streaming import speed_controls
 from pipeline.synthesis import SynthesisRequest
 
@@ -103,13 +103,16 @@ class SpeechRequest(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
     instructions: str | None = Field(None, description="Accepted for compatibility and ignored.")
-    # extensions: SynthesisRequest validates the values of SYNTHESIS_EXTENSIONS
+    # extensions: SynthesisRequest validates the values of SYNTHESIS_EXTENSIONS; the bounds are its own
+    # (pipeline.engine.request's types), declared here too so that this body's JSON schema states them
     language: str | None = None
-    seed: int | None = None
-    emotion: list[float] | None = None
-    pitch_std: float | None = None
-    cfg_scale: float | None = None
-    speaking_rate: float | None = None
+    seed: Seed | None = None
+    emotion: EmotionWeights | None = Field(None, description=Controls.model_fields["emotion"].description)
+    pitch_std: PitchStd | None = None
+    cfg_scale: CfgScale | None = None
+    speaking_rate: SpeakingRate | None = Field(
+        None, description="Phonemes per second: Zonos's own control, instead of `speed` (no time-stretch)."
+    )
     normalize: bool | None = None
     sample_rate: SampleRate | None = None
     stream: bool = True

@@ -1,8 +1,9 @@
 """The API described: GET /openapi.json (OpenAPI 3.1) and GET /docs (that document as one HTML page).
 
 The document is generated, not written: its paths and methods are the app's routes (app.ROUTES,
-read from the running app, each Route once per method, HEAD left out), its path parameters the
-routes' own, and every schema pydantic's JSON Schema of a model (`models_json_schema`): the body
+read from the running app, each Route once per method, HEAD left out; a Mount of static files, the
+/web playground, as two GET operations: its page, `{mount}/`, and its files, `{mount}/{path}`), its
+path parameters the routes' own, and every schema pydantic's JSON Schema of a model (`models_json_schema`): the body
 models the routes validate with (openai.SpeechRequest, native.TtsRequest, pipeline.voices.VoiceInfo,
 ...) and the reply models below, under components/schemas. OPERATIONS is the one place that says,
 per (method, path), what a route takes and answers: its body models by media type, its reply model
@@ -11,32 +12,41 @@ endpoint's docstring as summary), with no schema. The models of the form routes 
 AudioVoiceForm, TtsForm) and of the JSON replies name the parts and fields those routes read and
 write; tests/api/test_openapi.py checks real replies against them, so the two cannot drift.
 
+`servers` is the request's root path (Starlette's scope["root_path"]: Serve's route_prefix, e.g.
+/tts), or "/": a client generated from the document calls /tts/v1/... under a prefix. The document
+is built once per app and the server entry set per request (`document`).
+
 Errors: every operation answers 4XX and 5XX with ErrorResponse (OpenAI's error object, errors.py).
 With API keys on (auth.py), components/securitySchemes has `bearer` (HTTP Bearer), required by
 every operation but the public ones (`security: []`).
 
 /docs renders the same document on the server: one HTML page, its CSS inline, no script, nothing
-fetched from anywhere (no CDN: the page works on an air-gapped cluster), links only within the page
-and to openapi.json (relative, so a route prefix is kept).
+fetched from anywhere (no CDN: the page works on an air-gapped cluster; an empty data: favicon, so
+the browser asks for no /favicon.ico), links only within the page and to openapi.json (relative, so
+a route prefix is kept); each table scrolls sideways in its own box, so the page fits a phone.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import mimetypes
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from deployments.api import auth
 from deployments.api.native import TtsRequest
 from deployments.api.openai import SpeechRequest
 from deployments.api.timestamps import CAPTION_MEDIA_TYPES, SpeechAudioSegment, TimestampedSpeech
+from deployments.api.web import PageConfig
 from deployments.backend import ModelCard
 from pipeline.audio import MEDIA_TYPES
 from pipeline.voices import VoiceInfo
@@ -214,6 +224,7 @@ class Operation:
     sse: bool = False
     captions: bool = False
     html: bool = False
+    files: bool = False  # static files: each as its media type
 
 
 _JSON = "application/json"
@@ -265,11 +276,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/openapi.json"): Operation("openapi", "This document", "Docs"),
     ("GET", "/docs"): Operation("docs", "This document as a page", "Docs", html=True),
+    ("GET", "/web/config.json"): Operation(
+        "playgroundConfig",
+        "The playground's settings: limits, formats, control ranges, the model card",
+        "Playground",
+        reply=PageConfig,
+    ),
+    ("GET", "/web/"): Operation(
+        "playground", "The playground: a page that speaks through this API", "Playground", html=True
+    ),
+    ("GET", "/web/{path}"): Operation(
+        "playgroundFile",
+        "A file of the playground's page (its scripts and style; 404 for any other)",
+        "Playground",
+        files=True,
+    ),
 }
 
 PATH_PARAMETERS = {
     "voice_id": "A library voice's id (voice_...) or name.",
     "model_id": "A name GET /v1/models lists, or a dated snapshot of one (tts-1-2025-12-15).",
+    "path": "A file's name (app.js, player.js, style.css).",
 }
 
 _AUDIO_HEADERS = {
@@ -283,25 +310,54 @@ _AUDIO_HEADERS = {
 # --------------------------------------------------------------------------- the document
 
 
-def openapi_document(routes: list[Any], secured: bool = False) -> dict:
-    """The OpenAPI 3.1 document of `routes` (an app's routes; only Route objects, HEAD left out, those with
-    include_in_schema=False skipped); `secured`: API keys are on (auth.py), required but on public paths."""
-    operations = []
+@dataclass(frozen=True)
+class _Described:
+    """One (path, method) the document describes: its path parameters, the endpoint's own summary and, for
+    static files, the media types of the files there are."""
+
+    path: str
+    method: str
+    name: str
+    parameters: tuple[str, ...]
+    doc: str
+    media_types: tuple[str, ...] = ()
+
+
+def described(routes: list[Any]) -> list[_Described]:
+    """What `routes` (an app's routes) serve: each Route once per method (HEAD left out, those with
+    include_in_schema=False skipped), and a Mount of StaticFiles as GET of its page and of its files."""
+    found = []
     for route in routes:
-        if not isinstance(route, Route) or not route.include_in_schema:
-            continue
-        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            operations.append((route, method, OPERATIONS.get((method, route.path_format))))
-    models = _models(op for _, _, op in operations if op is not None)
+        if isinstance(route, Route) and route.include_in_schema:
+            doc = (route.endpoint.__doc__ or route.name or "").strip()
+            for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+                found.append(_Described(route.path_format, method, route.name, tuple(route.param_convertors), doc))
+        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            files = Path(route.app.directory).iterdir() if route.app.directory else ()
+            media = tuple(sorted({mimetypes.guess_type(file.name)[0] or _BYTES for file in files if file.is_file()}))
+            found.append(_Described(route.path + "/", "GET", f"{route.name}_page", (), f"The page of {route.path}/"))
+            found.append(
+                _Described(
+                    route.path_format, "GET", f"{route.name}_file", tuple(route.param_convertors), "A file", media
+                )
+            )
+    return found
+
+
+def openapi_document(routes: list[Any], secured: bool = False) -> dict:
+    """The OpenAPI 3.1 document of `routes` (an app's routes, as `described`); `secured`: API keys are on
+    (auth.py), required but on public paths. Its `servers` is "/" (`document` sets the request's)."""
+    operations = [(one, OPERATIONS.get((one.method, one.path))) for one in described(routes)]
+    models = _models(op for _, op in operations if op is not None)
     refs, defs = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
     paths: dict[str, dict] = {}
-    for route, method, op in operations:
-        entry = _operation(route, method, op, lambda model: refs[(model, "validation")])
+    for one, op in operations:
+        entry = _operation(one, op, lambda model: refs[(model, "validation")])
         if secured:
-            entry["security"] = [] if auth.is_public(route.path_format) else [{"bearer": []}]
-        paths.setdefault(route.path_format, {})[method.lower()] = entry
+            entry["security"] = [] if auth.is_public(one.path) else [{"bearer": []}]
+        paths.setdefault(one.path, {})[one.method.lower()] = entry
     components: dict[str, Any] = {
         "schemas": defs.get("$defs", {}),
         "headers": {"X-Request-ID": {"description": "The request's id, in every log line about it.", "schema": _STR}},
@@ -318,12 +374,14 @@ def openapi_document(routes: list[Any], secured: bool = False) -> dict:
             "description": "Zonos v0.1 text to speech: OpenAI's speech API, a native API with every Zonos control, "
             "and a voice library.",
         },
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": components,
     }
 
 
 _STR = {"type": "string"}
+_BYTES = "application/octet-stream"
 _ERRORS = {
     status: {
         "description": "An error in OpenAI's shape.",
@@ -344,15 +402,15 @@ def _models(operations: Any) -> list[type[BaseModel]]:
     return list(models)
 
 
-def _operation(route: Route, method: str, op: Operation | None, ref: Any) -> dict:
+def _operation(one: _Described, op: Operation | None, ref: Any) -> dict:
     """One operation object: summary, parameters, requestBody, responses."""
     parameters = [
         {"name": name, "in": "path", "required": True, "description": PATH_PARAMETERS.get(name, ""), "schema": _STR}
-        for name in route.param_convertors
+        for name in one.parameters
     ]
     if op is None:  # a route without an entry in OPERATIONS: what its endpoint says of itself
-        doc = (route.endpoint.__doc__ or route.name or "").strip().splitlines()
-        entry: dict[str, Any] = {"operationId": route.name, "summary": doc[0] if doc else route.path_format}
+        doc = one.doc.splitlines()
+        entry: dict[str, Any] = {"operationId": one.name, "summary": doc[0] if doc else one.path}
         success: dict[str, Any] = {"description": "OK"}
     else:
         entry = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
@@ -362,7 +420,7 @@ def _operation(route: Route, method: str, op: Operation | None, ref: Any) -> dic
                 "required": True,
                 "content": {media: {"schema": ref(model)} for media, model in op.body.items()},
             }
-        success["content"] = _reply_content(op, ref)
+        success["content"] = _reply_content(op, ref, one.media_types)
         if op.audio:
             success["headers"] = {name: {"description": text, "schema": _STR} for name, text in _AUDIO_HEADERS.items()}
     success.setdefault("headers", {})["X-Request-ID"] = {"$ref": "#/components/headers/X-Request-ID"}
@@ -372,9 +430,11 @@ def _operation(route: Route, method: str, op: Operation | None, ref: Any) -> dic
     return entry
 
 
-def _reply_content(op: Operation, ref: Any) -> dict:
+def _reply_content(op: Operation, ref: Any, file_types: tuple[str, ...]) -> dict:
     if op.html:
         return {"text/html": {"schema": _STR}}
+    if op.files:
+        return {media: {"schema": _STR} for media in file_types or (_BYTES,)}
     if op.audio:
         content = {media: {"schema": {"type": "string", "contentMediaType": media}} for media in MEDIA_TYPES.values()}
         if op.sse:  # each `data:` line is one of the events (OpenAPI 3.1 has no schema for a stream's items)
@@ -391,11 +451,12 @@ def _reply_content(op: Operation, ref: Any) -> dict:
 
 
 def document(request: Request) -> dict:
-    """The document of the app serving `request`, built on its first call."""
+    """The document of the app serving `request` (built on its first call), its `servers` the request's root
+    path: Serve's route_prefix (Starlette's scope["root_path"]), or "/"."""
     state = request.app.state
     if not hasattr(state, _STATE):
         setattr(state, _STATE, openapi_document(request.app.routes, secured=auth.api_keys(request) is not None))
-    return getattr(state, _STATE)
+    return getattr(state, _STATE) | {"servers": [{"url": request.scope.get("root_path") or "/"}]}
 
 
 async def openapi_json(request: Request) -> Response:
@@ -415,11 +476,16 @@ body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 62rem; 
 code, pre { font: 13px ui-monospace, monospace; }
 h2 { border-top: 1px solid #ccc; padding-top: 1rem; margin-top: 2rem; }
 .method { display: inline-block; min-width: 4.5em; font-weight: bold; }
-table { border-collapse: collapse; width: 100%; margin: .4rem 0; }
+.scroll { overflow-x: auto; margin: .4rem 0; }
+table { border-collapse: collapse; width: 100%; }
+h2 code, nav a { overflow-wrap: anywhere; }
 th, td { text-align: left; vertical-align: top; border-bottom: 1px solid #eee; padding: .25rem .5rem; }
 .req { color: #b00; }
 nav li { list-style: none; }
 """
+# Every table in a box that scrolls sideways: a wide table does not widen the page (a phone's 375 px)
+_TABLE = "<div class=scroll><table>"
+_END_TABLE = "</table></div>"
 
 
 def docs_page(spec: dict) -> str:
@@ -429,10 +495,14 @@ def docs_page(spec: dict) -> str:
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(info['title'])} API</title>",
         '<meta name=viewport content="width=device-width, initial-scale=1">',
+        '<link rel=icon href="data:,">',  # no /favicon.ico request
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(info['title'])} API <small>{e(info['version'])}</small></h1><p>{e(info.get('description', ''))}</p>",
         f'<p>The same, machine-readable: <a href="openapi.json">openapi.json</a> (OpenAPI {e(spec["openapi"])}).</p>',
     ]
+    server = spec.get("servers", [{"url": "/"}])[0]["url"]
+    if server != "/":
+        parts.append(f"<p>Every path below is under <code>{e(server)}</code>.</p>")
     if "securitySchemes" in spec.get("components", {}):
         parts.append(
             "<p><b>API keys are on</b>: send <code>Authorization: Bearer YOUR_KEY</code> (the openai SDK's "
@@ -466,20 +536,20 @@ def _operation_html(path: str, method: str, op: dict, anchor: str, schemas: dict
             f"<tr><td><code>{e(p['name'])}</code></td><td>{e(p['in'])}</td><td>{e(p.get('description', ''))}</td></tr>"
             for p in op["parameters"]
         )
-        out.append(f"<h4>Parameters</h4><table>{rows}</table>")
+        out.append(f"<h4>Parameters</h4>{_TABLE}{rows}{_END_TABLE}")
     for media, content in op.get("requestBody", {}).get("content", {}).items():
         schema = content["schema"]
         name = schema.get("$ref", "").rsplit("/", 1)[-1]
         fields = _schema_html(schemas[name]) if name in schemas else ""
         out.append(f"<h4>Request body <code>{e(media)}</code>: {_type_html(schema)}</h4>{fields}")
-    out.append("<h4>Responses</h4><table>")
+    out.append(f"<h4>Responses</h4>{_TABLE}")
     for status, response in op["responses"].items():
         kinds = ", ".join(
             f"<code>{e(media)}</code> {_type_html(content['schema'])}"
             for media, content in response.get("content", {}).items()
         )
         out.append(f"<tr><td>{e(status)}</td><td>{e(response['description'])}</td><td>{kinds}</td></tr>")
-    out.append("</table>")
+    out.append(_END_TABLE)
     return "\n".join(out)
 
 
@@ -491,7 +561,7 @@ def _schema_html(schema: dict) -> str:
     if not properties:
         return "".join([*out, f"<p>{_type_html(schema)}</p>"])
     required = set(schema.get("required", ()))
-    out.append("<table><tr><th>field</th><th>type</th><th>default</th><th>description</th></tr>")
+    out.append(f"{_TABLE}<tr><th>field</th><th>type</th><th>default</th><th>description</th></tr>")
     for name, prop in properties.items():
         mark = " <span class=req>required</span>" if name in required else ""
         default = f"<code>{e(json.dumps(prop['default']))}</code>" if "default" in prop else ""
@@ -499,7 +569,7 @@ def _schema_html(schema: dict) -> str:
             f"<tr><td><code>{e(name)}</code>{mark}</td><td>{_type_html(prop)}</td><td>{default}</td>"
             f"<td>{e(prop.get('description', ''))}</td></tr>"
         )
-    out.append("</table>")
+    out.append(_END_TABLE)
     if schema.get("additionalProperties") is False:
         out.append("<p>No other field is accepted.</p>")
     return "".join(out)

@@ -45,6 +45,20 @@ SpeechText = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 leaves of it is pipeline.segment.split_text's to judge: NothingToSpeakError)."""
 
 
+# The bounds of the controls, one definition each: Controls uses them, and so do the API models that
+# take the same fields (deployments.api.openai.SpeechRequest's extensions), so that every JSON schema
+# states the bounds the server enforces (lengths as minItems/maxItems).
+SpeakerEmbedding = Annotated[list[float], Field(min_length=SPEAKER_DIM, max_length=SPEAKER_DIM)]
+EmotionWeights = Annotated[
+    list[Annotated[float, Field(ge=0.0)]], Field(min_length=len(EMOTION_NAMES), max_length=len(EMOTION_NAMES))
+]
+"""The 8 emotion weights (EMOTION_NAMES' order), each >= 0; their sum must be positive (Controls checks it)."""
+PitchStd = Annotated[float, Field(ge=0.0, le=400.0)]
+SpeakingRate = Annotated[float, Field(ge=0.0, le=40.0)]  # phonemes per second
+CfgScale = Annotated[float, Field(ge=1.0, le=20.0)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+
+
 class Controls(BaseModel):
     """What every Zonos request takes: the text, its language, the voice and the conditioning."""
 
@@ -52,36 +66,28 @@ class Controls(BaseModel):
 
     text: SpeechText
     language: str = "en-us"
-    speaker: list[float] | None = Field(None, description="128-float speaker embedding; None = unconditional.")
-    emotion: list[float] | None = Field(None, description="8 non-negative weights; None = the reference default.")
+    speaker: SpeakerEmbedding | None = Field(None, description="128-float speaker embedding; None = unconditional.")
+    emotion: EmotionWeights | None = Field(
+        None, description="8 non-negative weights with a positive sum; None = the reference default."
+    )
     fmax: float = Field(22050.0, ge=0.0, le=24000.0)
-    pitch_std: float = Field(20.0, ge=0.0, le=400.0)
-    speaking_rate: float = Field(15.0, ge=0.0, le=40.0, description="Phonemes per second.")
+    pitch_std: PitchStd = 20.0
+    speaking_rate: SpeakingRate = Field(15.0, description="Phonemes per second.")
     unconditional_keys: list[ConditionerKey] = Field(default_factory=list)
-    cfg_scale: float = Field(2.0, ge=1.0, le=20.0)
+    cfg_scale: CfgScale = 2.0
     sampling: SamplingParams = Field(default_factory=SamplingParams)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: Seed | None = None
 
     @field_validator("language")
     @classmethod
     def _known_language(cls, language: str) -> str:
         return check_language(language)
 
-    @field_validator("speaker")
-    @classmethod
-    def _speaker_length(cls, speaker: list[float] | None) -> list[float] | None:
-        if speaker is not None and len(speaker) != SPEAKER_DIM:
-            raise ValueError(f"speaker must hold {SPEAKER_DIM} floats, got {len(speaker)}")
-        return speaker
-
     @field_validator("emotion")
     @classmethod
     def _emotion_weights(cls, emotion: list[float] | None) -> list[float] | None:
-        if emotion is None:
-            return None
-        if len(emotion) != len(DEFAULT_EMOTION):
-            raise ValueError(f"emotion must hold {len(DEFAULT_EMOTION)} weights, got {len(emotion)}")
-        if min(emotion) < 0 or sum(emotion) <= 0:
+        """8 weights, each >= 0, are EmotionWeights' (checked before this); a zero sum is not a mix."""
+        if emotion is not None and sum(emotion) <= 0:
             raise ValueError("emotion weights must be non-negative with a positive sum")
         return emotion
 

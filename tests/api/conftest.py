@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import socket
@@ -194,6 +195,11 @@ def client(backend) -> TestClient:
 
 def speech(**fields) -> dict:
     return {"model": "tts-1", "input": TEXT, "voice": "alloy"} | fields
+
+
+def key_digest(key: str) -> str:
+    """An API key as a config's api_keys holds it: its SHA-256 digest, computed as README's one-liner does."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def decode(data: bytes, fmt: str, rate: int = RATE) -> tuple[np.ndarray, int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.conftest import FakeBackend, assert_error, make_client, speech
+from api.conftest import FakeBackend, assert_error, key_digest, make_client, speech
 from deployments.config import AppConfig
 
 ORIGIN = "https://app.example.com"
@@ -37,7 +37,9 @@ def exposed(response) -> set[str]:
 
 
 def test_a_preflight_from_an_allowed_origin():
-    client = make_client(FakeBackend(), cors_allowed_origins=[ORIGIN, "http://localhost:3000"], api_keys=["sk-k" * 4])
+    client = make_client(
+        FakeBackend(), cors_allowed_origins=[ORIGIN, "http://localhost:3000"], api_keys=[key_digest("sk-k" * 4)]
+    )
     for origin in (ORIGIN, "http://localhost:3000"):
         response = preflight(client, origin, headers="authorization, content-type, x-stainless-retry-count")
         assert response.status_code == 200  # answered before the key check: a preflight carries no key
@@ -79,7 +81,7 @@ def test_an_actual_request_from_an_allowed_origin_may_read_the_apis_headers():
         "/v1/audio/speech", json=speech(), headers={"Origin": ORIGIN}
     )
     assert busy.status_code == 503
-    keyed = make_client(FakeBackend(), cors_allowed_origins=[ORIGIN], api_keys=["sk-k" * 4])
+    keyed = make_client(FakeBackend(), cors_allowed_origins=[ORIGIN], api_keys=[key_digest("sk-k" * 4)])
     refused = keyed.get("/v1/models", headers={"Origin": ORIGIN})
     assert refused.status_code == 401
     for response in (audio, busy, refused):

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from api.conftest import MAX_TEXT, assert_error, make_client, speech
+from api.conftest import MAX_TEXT, assert_error, key_digest, make_client, speech
 from deployments.api.web import WEB_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +127,17 @@ def test_config_json_is_what_the_api_enforces(client):
 def test_the_page_needs_no_key_and_its_api_calls_do(backend, path):
     """With API keys on, the page and its settings load without one (the page asks for the key);
     the API it calls does not."""
-    client = make_client(backend, api_keys=["sk-test-1"])
+    client = make_client(backend, api_keys=[key_digest("sk-test-1")])
     assert client.get(path).status_code == 200
     assert_error(client.get("/v1/audio/voices"), 401, "invalid_request_error", None, "invalid_api_key")
     assert client.get("/v1/audio/voices", headers={"Authorization": "Bearer sk-test-1"}).status_code == 200
+
+
+def test_config_json_carries_the_model_card_without_a_key(backend):
+    """The random-weights banner needs the model card before any key is typed: config.json (public) has
+    its `speech` and `note`, the same as GET /v1/models (keyed) shows."""
+    client = make_client(backend, api_keys=[key_digest("sk-test-1")])
+    config = client.get("/web/config.json").json()
+    models = client.get("/v1/models", headers={"Authorization": "Bearer sk-test-1"}).json()["data"]
+    card = next(model for model in models if model["id"] == config["model"])
+    assert (config["speech"], config["note"]) == (card["speech"], card["note"]) == (False, backend.model_card().note)

@@ -15,7 +15,7 @@ const MAX_SEED = 2n ** 63n - 1n;
 let config = null; // GET /web/config.json
 let player = null;
 let controller = null; // aborts the running request
-let lastRun = null; // {body, seed}: what the last run asked for, and the seed the server used
+let lastRun = null; // {body, seed}: what the last successful run asked for, and the seed the server used
 let clip = null; // the File a new voice is made from
 let recorder = null;
 
@@ -30,7 +30,7 @@ async function api(path, init = {}) {
   return response;
 }
 
-// The API's own message (OpenAI's {"error": {"message", ...}}), else the HTTP status.
+// The API's own message (OpenAI's {"error": {"message", ...}}), else the HTTP status; `status` kept.
 async function apiError(response) {
   let message = `HTTP ${response.status} ${response.statusText}`;
   try {
@@ -39,13 +39,24 @@ async function apiError(response) {
   } catch {
     // not JSON: keep the status line
   }
-  return new Error(message);
+  return Object.assign(new Error(message), { status: response.status });
 }
 
+const KEY_HINT = "This server needs an API key: type yours in the API key box at the top of the page.";
+
+// The error's message in box `id` (none: hide it). A 401 adds KEY_HINT and marks the key box.
 function showError(id, error) {
   const box = $(id);
+  const unauthorised = Boolean(error) && error.status === 401;
   box.hidden = !error;
   box.textContent = error ? error.message : "";
+  if (unauthorised) {
+    const hint = document.createElement("p");
+    hint.className = "hint";
+    hint.textContent = KEY_HINT;
+    box.append(hint);
+  }
+  if (error || id === "error") $("api-key").classList.toggle("wanted", unauthorised);
 }
 
 // ------------------------------------------------------------------ the form
@@ -104,12 +115,11 @@ async function loadVoices(select) {
   if (keep && voices.some((voice) => voice.id === keep)) $("voice").value = keep;
 }
 
-async function loadModelCard() {
-  const { data } = await (await api("models")).json();
-  const card = data.find((model) => model.id === config.model) || {};
-  $("model-name").textContent = `${config.model}${card.speech === false ? " (random weights)" : ""}`;
-  $("banner").hidden = card.speech !== false;
-  $("banner-note").textContent = card.note || "";
+// The model card comes with config.json, which needs no key: the banner shows before one is typed.
+function showModelCard() {
+  $("model-name").textContent = `${config.model}${config.speech === false ? " (random weights)" : ""}`;
+  $("banner").hidden = config.speech !== false;
+  $("banner-note").textContent = config.note || "";
 }
 
 // The request body as JSON text. The seed is written as digits: it may be up to 2**63 - 1, more
@@ -142,20 +152,21 @@ function speechBody() {
 
 // ------------------------------------------------------------------ a run
 
-async function speak() {
+// One run. `seed`: the seed for this run only ("Same seed again"); otherwise the seed box's (empty: random).
+async function speak(seed) {
   showError("error", null);
   stopRun();
-  let body, seed;
+  clearResults(); // nothing of the previous run stays, whatever happens to this one
+  let body;
   try {
     body = speechBody();
-    seed = formSeed();
+    if (typeof seed !== "string") seed = formSeed();
   } catch (error) {
     return showError("error", error);
   }
   controller = new AbortController();
   setRunning(true, "waiting for the first audio…");
   const run = { start: performance.now(), bytes: 0, chunks: 0, ttfa: null, end: null };
-  clearResults();
   try {
     const response = await api("audio/speech", {
       method: "POST",
@@ -247,7 +258,11 @@ function show(id, text, value) {
   $(id).dataset.value = value === undefined || value === null ? "" : String(value);
 }
 
+// Empty every result of the last run: its numbers, timeline, status, download and seed to repeat.
 function clearResults() {
+  lastRun = null;
+  $("same-seed").disabled = true;
+  $("status").textContent = "";
   for (const id of ["ttfa", "rtf", "audio-seconds", "bytes", "seed-used", "usage"]) show(id, "–", null);
   for (const key of ["chunks", "end", "playedAtEnd"]) delete $("bytes").dataset[key];
   $("segments").replaceChildren();
@@ -423,13 +438,10 @@ async function main() {
   });
   await start();
   $("text").addEventListener("input", countText);
-  $("speak").addEventListener("click", speak);
   $("stop").addEventListener("click", stopRun);
   $("reset").addEventListener("click", resetControls);
-  $("same-seed").addEventListener("click", () => {
-    $("seed").value = lastRun.seed;
-    speak();
-  });
+  $("speak").addEventListener("click", () => speak()); // the seed box's seed
+  $("same-seed").addEventListener("click", () => speak(lastRun.seed)); // this run only: the box keeps its own
   $("download").addEventListener("click", download);
   $("clip-file").addEventListener("change", (event) => setClip(event.target.files[0], "file"));
   $("record").addEventListener("click", toggleRecording);
@@ -444,9 +456,10 @@ async function start() {
     if (!config) {
       config = await (await api(new URL("config.json", document.baseURI))).json();
       buildControls();
+      showModelCard();
     }
     countText();
-    await Promise.all([loadModelCard(), loadVoices()]);
+    await loadVoices();
   } catch (error) {
     showError("error", error);
   }
