@@ -58,7 +58,7 @@ def to_srt(timings: Iterable[SegmentTiming]) -> str:
             index=number,
             start=datetime.timedelta(milliseconds=start),
             end=datetime.timedelta(milliseconds=end),
-            content=text,
+            content=text.replace("-->", "->"),  # SRT has no escape: a text's "-->" would read as a timing line
         )
         for number, (start, end, text) in enumerate(_cues(timings), start=1)
     ]

@@ -76,9 +76,20 @@ def test_webvtt_reads_back_to_the_segment_times_and_texts(segments):
 def test_a_crossfade_boundary_gives_touching_cues():
     segments = [timing(0, "Tom & Jerry.", 0, 66150), timing(1, "a --> b <i>", 66150, 22050 * 3600 * 2 + 11)]
     assert to_srt(segments) == (
-        "1\n00:00:00,000 --> 00:00:01,500\nTom & Jerry.\n\n2\n00:00:01,500 --> 01:00:00,000\na --> b <i>\n\n"
+        "1\n00:00:00,000 --> 00:00:01,500\nTom & Jerry.\n\n2\n00:00:01,500 --> 01:00:00,000\na -> b <i>\n\n"
     )
     assert to_webvtt(segments) == (
         "WEBVTT\n\n1\n00:00:00.000 --> 00:00:01.500\nTom &amp; Jerry.\n\n"
         "2\n00:00:01.500 --> 01:00:00.000\na --&gt; b &lt;i&gt;\n"
     )
+
+
+def test_a_text_holding_an_srt_timing_line_stays_one_cue():
+    """SRT has no escaping: a sentence holding "00:00:09,000 --> 00:00:20,000" must not read as a
+    cue's timing line (FFmpeg's SRT demuxer dropped the cue); the arrow is written "->"."""
+    text = "Then more words here. 00:00:09,000 --> 00:00:20,000 Injected cue text."
+    composed = to_srt([timing(0, "First line.", 0, 44100), timing(1, text, 44100, 88200)])
+    lines = composed.splitlines()
+    assert sum("-->" in line for line in lines) == 2  # the two timing lines only
+    cues = list(srt.parse(composed))
+    assert [c.index for c in cues] == [1, 2] and cues[1].content == text.replace("-->", "->")

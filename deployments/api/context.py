@@ -38,6 +38,7 @@ from deployments.backend import SpeechBackend
 from deployments.config import AppConfig
 from deployments.request_ids import (  # noqa: F401 (REQUEST_ID_RULE, PROXY_CALLBACK, RequestIdGuard: re-exported)
     _HEADER_KEY,
+    CLIENT_DEADLINE_HEADER,
     PROXY_CALLBACK,
     REQUEST_ID_HEADER,
     REQUEST_ID_RULE,
@@ -49,8 +50,13 @@ from deployments.request_ids import (  # noqa: F401 (REQUEST_ID_RULE, PROXY_CALL
 
 logger = logging.getLogger("ray.serve")
 
-# A client's own deadline for the whole response, in seconds (invalid or non-positive values are ignored).
-CLIENT_TIMEOUT_HEADERS = ("x-request-timeout-seconds", "x-stainless-read-timeout")
+# A client's own deadline for the whole response, in seconds (invalid or non-positive values are
+# ignored). Serve's proxy would take x-request-timeout-seconds for itself (a plain-text 408 that
+# clients retry), so the proxy guard (deployments.request_ids) renames it to CLIENT_DEADLINE_HEADER.
+CLIENT_TOTAL_TIMEOUT_HEADERS = (CLIENT_DEADLINE_HEADER, "x-request-timeout-seconds")
+# The openai SDK's httpx read timeout (600 s by default): the longest wait for a byte, so it bounds
+# the time to the first byte (all of it for a whole-file answer), not a stream that keeps sending.
+CLIENT_READ_TIMEOUT_HEADER = "x-stainless-read-timeout"
 
 _warned_unguarded_proxy = False
 
@@ -71,19 +77,39 @@ def config(request: Request) -> AppConfig:
 
 
 def deadline(request: Request) -> float:
-    """When the backend's work for this request must end, on the event loop's clock: config.request_timeout_s
-    from now, lowered by the client's own timeout (CLIENT_TIMEOUT_HEADERS, seconds: the openai SDK sends
-    x-stainless-read-timeout), since work past it is for nobody (routes take it once the body is read,
-    so it bounds everything up to the last audio byte)."""
-    limit = config(request).request_timeout_s
-    for header in CLIENT_TIMEOUT_HEADERS:
-        try:
-            given = float(request.headers.get(header, "nan"))
-        except ValueError:
-            continue
-        if math.isfinite(given) and given > 0:
-            limit = min(limit, given)
-    return asyncio.get_running_loop().time() + limit
+    """When the backend's work for this request must end, on the event loop's clock, until its
+    first byte is sent (for a whole-file answer: its last): config.request_timeout_s from the first
+    call, lowered by the client's own timeouts (CLIENT_TOTAL_TIMEOUT_HEADERS, and the SDK's read
+    timeout CLIENT_READ_TIMEOUT_HEADER), since work past it is for nobody. Routes take it once the
+    body is read."""
+    return _start(request) + min(_total_limit(request), _header_seconds(request, CLIENT_READ_TIMEOUT_HEADER))
+
+
+def stream_deadline(request: Request) -> float:
+    """The deadline of a response whose bytes are flowing: `deadline` without the client's read
+    timeout (a stream that keeps sending never trips it), from the same start."""
+    return _start(request) + _total_limit(request)
+
+
+def _start(request: Request) -> float:
+    state = request.scope.setdefault("state", {})
+    if "deadline_from" not in state:
+        state["deadline_from"] = asyncio.get_running_loop().time()
+    return state["deadline_from"]
+
+
+def _total_limit(request: Request) -> float:
+    limits = [_header_seconds(request, header) for header in CLIENT_TOTAL_TIMEOUT_HEADERS]
+    return min([config(request).request_timeout_s, *limits])
+
+
+def _header_seconds(request: Request, header: str) -> float:
+    """A positive, finite number of seconds from `header`, else infinity."""
+    try:
+        given = float(request.headers.get(header, "nan"))
+    except ValueError:
+        return math.inf
+    return given if math.isfinite(given) and given > 0 else math.inf
 
 
 class RequestContextMiddleware:

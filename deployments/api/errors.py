@@ -177,6 +177,16 @@ def http_error(request: Request, error: HTTPException) -> ApiError:
     return ApiError(status, message, code=_STATUS_CODES.get(status), headers=dict(error.headers or {}))
 
 
+def retry_headers(seconds: float) -> dict[str, str]:
+    """A 503's retry hints (the openai SDK honours them): Retry-After in whole seconds (rounded up,
+    at least 1), retry-after-ms (rounded up) and x-should-retry: true."""
+    return {
+        "Retry-After": str(max(1, math.ceil(seconds))),
+        "retry-after-ms": str(max(1, math.ceil(1000 * seconds))),
+        "x-should-retry": "true",
+    }
+
+
 def backend_error(
     error: BaseException, *, text_param: str | None = None, clip_param: str | None = None
 ) -> ApiError | None:
@@ -206,12 +216,7 @@ def backend_error(
     and the error only names what went wrong in an SSE error event.
     """
     if isinstance(error, StepUnavailable):  # BackendBusy, a worker that stayed down, a recovery that was not exact
-        seconds = getattr(error, "retry_after_s", 1.0) or 1.0
-        headers = {
-            "Retry-After": str(max(1, math.ceil(seconds))),
-            "retry-after-ms": str(max(1, math.ceil(1000 * seconds))),
-            "x-should-retry": "true",
-        }
+        headers = retry_headers(getattr(error, "retry_after_s", 1.0) or 1.0)
         return ApiError(503, str(error) or "the server is busy", code="server_busy", headers=headers)
     if isinstance(error, TimeoutError):
         return ApiError(504, "the request took too long; try a shorter text or retry later", code="timeout")

@@ -16,7 +16,6 @@ app from `build_http_app`.
 from __future__ import annotations
 
 import logging
-import math
 
 import anyio
 from starlette.applications import Starlette
@@ -26,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.api import context
-from deployments.api.errors import ApiError
+from deployments.api.errors import ApiError, retry_headers
 from deployments.backend import DRAIN_RETRY_AFTER_S
 
 logger = logging.getLogger(__name__)
@@ -40,10 +39,9 @@ def draining(backend: object) -> bool:
     return bool(getattr(backend, "draining", False))
 
 
-def retry_after(backend: object) -> str:
-    """Retry-After while `backend` drains: its Drain's retry_after_s, rounded up, at least 1 s."""
-    seconds = getattr(getattr(backend, "draining", None), "retry_after_s", DRAIN_RETRY_AFTER_S)
-    return str(max(1, math.ceil(seconds)))
+def drain_retry_headers(backend: object) -> dict[str, str]:
+    """The retry hints while `backend` drains (errors.retry_headers): its Drain's retry_after_s."""
+    return retry_headers(getattr(getattr(backend, "draining", None), "retry_after_s", DRAIN_RETRY_AFTER_S))
 
 
 async def healthz(request: Request) -> Response:
@@ -57,7 +55,7 @@ async def readyz(request: Request) -> Response:
             503,
             "draining: the server is shutting down and finishing its in-flight requests",
             code="not_ready",
-            headers={"Retry-After": retry_after(backend)},
+            headers=drain_retry_headers(backend),
         )
     try:
         with anyio.fail_after(min(_READY_TIMEOUT_S, context.config(request).request_timeout_s)):
@@ -66,7 +64,7 @@ async def readyz(request: Request) -> Response:
         logger.warning("request %s: readiness check failed: %r", context.request_id(request), exc)
         ready = False
     if not ready:
-        raise ApiError(503, "the models are not loaded yet", code="not_ready", headers={"Retry-After": "5"})
+        raise ApiError(503, "the models are not loaded yet", code="not_ready", headers=retry_headers(5))
     return JSONResponse({"status": "ready"})
 
 
@@ -88,7 +86,7 @@ class DrainingGate:
                     503,
                     "the server is shutting down; retry, another replica will take the request",
                     code="server_busy",
-                    headers={"Retry-After": retry_after(backend)},
+                    headers=drain_retry_headers(backend),
                 )
                 await error.response()(scope, receive, send)
                 return

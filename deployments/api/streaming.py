@@ -122,7 +122,9 @@ async def audio_stream_response(
         usage.add(first)
         segments.add(first)
     rid = context.request_id(request)
-    body = _stream_body(iterator, encoder, head, first is None, deadline, rid, sse, usage, segments)
+    # once bytes flow, the client's read timeout no longer bounds the response (context.stream_deadline)
+    stream_deadline = context.stream_deadline(request)
+    body = _stream_body(iterator, encoder, head, first is None, stream_deadline, rid, sse, usage, segments)
     headers = _audio_headers(fmt, encoder.rate, synthesis.seed)
     if sse:
         return StreamingResponse(body, media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})

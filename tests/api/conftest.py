@@ -103,6 +103,7 @@ class FakeBackend:
         self.requests: list[tuple[SynthesisRequest, str]] = []
         self.closed = 0
         self.builtins = BuiltinVoices()  # OpenAI's names, as the Voices deployment resolves them
+        self.piece_delay_s = 0.0  # a wait before every piece but the first (a long text generating)
 
     async def ready(self) -> bool:
         if isinstance(self.is_ready, Exception):
@@ -128,7 +129,7 @@ class FakeBackend:
                     raise RuntimeError("the GPU fell off the bus")
                 if self.mode == "timeout_mid" and i == 1:
                     raise TimeoutError("the vocoder timed out")
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.piece_delay_s if i else 0)
                 yield audio_piece
         finally:
             self.closed += 1

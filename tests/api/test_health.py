@@ -63,7 +63,8 @@ def test_new_requests_get_503_with_retry_after_while_draining(backend, method, p
     response = client.request(method, path, json=body)
     error = assert_error(response, 503, "server_error", None, "server_busy")
     assert "shutting down" in error["message"]
-    assert response.headers["retry-after"] == "2"
+    assert response.headers["retry-after"] == "2" and response.headers["retry-after-ms"] == "2000"
+    assert response.headers["x-should-retry"] == "true"  # the openai SDK's hints, as on every 503
     assert backend.requests == [], "nothing reached the backend"
     assert client.get("/healthz").status_code == 200
 

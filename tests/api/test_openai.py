@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import math
@@ -21,6 +22,7 @@ from api.conftest import (
     RATE,
     SECONDS_PER_CHAR,
     TEXT,
+    FakeBackend,
     SpeechAudioDelta,
     SpeechAudioDone,
     assert_audio,
@@ -29,11 +31,13 @@ from api.conftest import (
     real_server,
     speech,
     speech_events,
+    sse_events,
     tone,
 )
 from deployments.api import build_http_app
 from deployments.backend import MODEL_ALIASES, BackendBusy
 from deployments.config import AppConfig
+from deployments.request_ids import CLIENT_DEADLINE_HEADER, RequestIdGuard
 from pipeline.audio import FORMATS
 from pipeline.voices import OPENAI_VOICES, synthetic_embedding
 
@@ -290,6 +294,39 @@ def test_the_clients_timeout_lowers_the_deadline(backend, header):
     assert 0.3 <= time.monotonic() - started < 5
     assert response.headers["x-should-retry"] == "false"
     assert backend.closed == 1  # the backend's stream was stopped
+
+
+def test_the_sdks_read_timeout_bounds_the_first_byte_not_a_stream_that_keeps_sending(backend):
+    """x-stainless-read-timeout is httpx's read timeout, the longest wait for a byte: three pieces
+    0.25 s apart (0.5 s in all) pass a 0.4 s read timeout, while a 0.4 s x-request-timeout-seconds
+    (the whole response) cuts the same stream visibly: an SSE error event, no done event."""
+    backend.piece_delay_s = 0.25
+    client = make_client(backend, request_timeout_s=30)
+    body = speech(response_format="pcm", stream_format="sse")
+    read = client.post("/v1/audio/speech", json=body, headers={"x-stainless-read-timeout": "0.4"})
+    assert [e["type"] for e in sse_events(read.content)][-1] == "speech.audio.done"
+    total = client.post("/v1/audio/speech", json=body, headers={"x-request-timeout-seconds": "0.4"})
+    last = sse_events(total.content)[-1]
+    assert last["type"] == "error" and last["error"]["code"] == "timeout"
+
+
+def test_serves_proxy_hands_the_request_timeout_header_to_the_app():
+    """Serve's proxy would answer x-request-timeout-seconds itself (a plain-text 408 the SDK retries);
+    the proxy guard renames it, and the app reads the new name as the client's deadline."""
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(dict(scope["headers"]))
+
+    guard = RequestIdGuard(app)
+    scope = {"type": "http", "headers": [(b"x-request-timeout-seconds", b"0.3"), (b"accept", b"*/*")]}
+    asyncio.run(guard(scope, None, None))
+    assert b"x-request-timeout-seconds" not in seen and seen[CLIENT_DEADLINE_HEADER.encode()] == b"0.3"
+    backend = FakeBackend()
+    backend.mode = "sleep"
+    client = make_client(backend, request_timeout_s=30)
+    response = client.post("/v1/audio/speech", json=speech(), headers={CLIENT_DEADLINE_HEADER: "0.3"})
+    assert_error(response, 504, "server_error", None, "timeout")
 
 
 # --------------------------------------------------------------------------- the openai SDK, over real HTTP
