@@ -8,7 +8,8 @@ What a backend raises, and what the API makes of it (deployments.api.errors.back
 `BackendBusy` (queues full: 503 with Retry-After), TimeoutError (504), ValueError for input it
 can't take (pipeline.speaker.InvalidAudioError for a bad clip, pipeline.text.NothingToSpeakError
 for text with nothing to speak: 422), pipeline.text.MissingExtraError for a language whose extra
-is not installed (422), pipeline.voices.DuplicateVoiceNameError from create_voice (409);
+is not installed (422), pipeline.text.UnsupportedLanguageError for an unknown language (422),
+pipeline.voices.DuplicateVoiceNameError from create_voice (409);
 pipeline.voices.VoiceNotFoundError (a KeyError) means "no such voice", like None.
 
 Draining: a backend's optional `draining` attribute (a `Drain`, or any truthy flag) says it is
@@ -198,8 +199,10 @@ class SpeechBackend(Protocol):
         """The 128-float embedding of a voice clip; ValueError when the bytes are not usable audio."""
         ...
 
-    async def create_voice(self, name: str, clip: bytes) -> VoiceInfo:
-        """Embed and store; DuplicateVoiceNameError when the name is taken, ValueError for a bad clip."""
+    async def create_voice(self, name: str, clip: bytes, language: str | None = None) -> VoiceInfo:
+        """Embed and store, with `language` as the voice's default language (None: none; stored as
+        pipeline.text.check_language's code, UnsupportedLanguageError when it names none);
+        DuplicateVoiceNameError when the name is taken, ValueError for a bad clip."""
         ...
 
     async def list_voices(self) -> list[VoiceInfo]: ...

@@ -131,8 +131,8 @@ class Ingress:
         return await self.voices.embed_clip.remote(clip)
 
     @raises_causes
-    async def create_voice(self, name: str, clip: bytes) -> VoiceInfo:
-        return VoiceInfo(**await self.voices.create.remote(name, clip))
+    async def create_voice(self, name: str, clip: bytes, language: str | None = None) -> VoiceInfo:
+        return VoiceInfo(**await self.voices.create.remote(name, clip, language))
 
     @raises_causes
     async def list_voices(self) -> list[VoiceInfo]:

@@ -25,6 +25,7 @@ from deployments.config import ModelSources, data_path
 from deployments.models import load_with_fallback
 from deployments.ray_errors import log_client_errors_at_info
 from pipeline.speaker import SpeakerEncoder
+from pipeline.text import check_language
 from pipeline.voices import BuiltinVoices, VoiceNotFoundError, VoiceStore, clean_voice_name, is_clip_binding
 
 logger = logging.getLogger("ray.serve")
@@ -82,12 +83,14 @@ class Voices:
         if hits + misses:
             self._cache_lookups.inc(hits + misses)
 
-    async def create(self, name: str, clip: bytes) -> dict:
-        """A new voice from a clip. The name is checked first (InvalidVoiceNameError), so a bad one
-        costs no decoding; DuplicateVoiceNameError when it is taken."""
+    async def create(self, name: str, clip: bytes, language: str | None = None) -> dict:
+        """A new voice from a clip, with `language` its default language (None: none). The name and
+        the language are checked first (InvalidVoiceNameError, UnsupportedLanguageError), so a bad one
+        costs no decoding; DuplicateVoiceNameError when the name is taken."""
         name = clean_voice_name(name)
+        language = None if language is None else check_language(language)
         embedding = await self.embed_clip(clip)
-        return self.store.add(name, embedding).public()
+        return self.store.add(name, embedding, language).public()
 
     def list(self) -> list[dict]:
         return [voice.public() for voice in self.store.list()]

@@ -16,7 +16,8 @@ downloader for its larger model.
 The rule, all of it deterministic (naive Bayes, no sampling; ties go to the first language in the
 detector's own order):
 
-1. Candidates: the detector's languages that name one of our codes (the same code, or `_ALIASES`),
+1. Candidates: the detector's languages that name one of our codes (the same code, or one of
+   pipeline.text.LANGUAGE_ALIASES, which requests may use too),
    plus its "zxx" class (not a language: numbers, markup, identifiers). Text in a language we cannot
    speak is therefore scored among those we can: a close relative wins (Ukrainian -> ru,
    Luxembourgish -> de) or nothing does (Hebrew, Thai: zxx or a flat score, so `default`).
@@ -46,7 +47,7 @@ import threading
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from pipeline.text import LANGUAGES, check_language
+from pipeline.text import LANGUAGE_ALIASES, LANGUAGES, check_language
 
 __all__ = ["DETECT_CHARS", "MIN_PROBABILITY", "detect_language", "detector_ready", "guess_language", "load_detector"]
 
@@ -56,29 +57,20 @@ DETECT_CHARS = 1000
 MIN_PROBABILITY = 0.5
 """The best language's normalised posterior must reach this, else the default (rule 3)."""
 
-# Detector label (ISO 639-1 or 639-3) -> our espeak-ng code, where the two differ. The targets are
-# not detector labels themselves, so the mapping stays one-to-one and probabilities need no summing.
-_ALIASES = {
-    "en": "en-us",
-    "fr": "fr-fr",
-    "zh": "cmn",  # written Mandarin
-    "no": "nb",  # Norwegian, as written: mostly Bokmål
-    "gom": "kok",  # Goan Konkani, espeak-ng's Konkani (Devanagari)
-    "gug": "gn",  # Paraguayan Guarani, espeak-ng's Guarani
-}
 _NOT_A_LANGUAGE = "zxx"
 _LOAD_LOCK = threading.Lock()
 
 
 class _Detector:
-    """py3langid restricted to the candidates (rule 1), with each label's code."""
+    """py3langid restricted to the candidates (rule 1), with each label's code (a label, ISO 639-1 or
+    639-3, is mapped by pipeline.text.LANGUAGE_ALIASES where it differs from our code)."""
 
     def __init__(self) -> None:
         self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         self.codes = {
-            label: _ALIASES.get(label, label)
+            label: LANGUAGE_ALIASES.get(label, label)
             for label in self.identifier.labels
-            if _ALIASES.get(label, label) in LANGUAGES
+            if LANGUAGE_ALIASES.get(label, label) in LANGUAGES
         }
         self.identifier.set_languages([*self.codes, _NOT_A_LANGUAGE])
 

@@ -13,16 +13,22 @@ import json
 import re
 import threading
 import unicodedata
+from collections import Counter
 from importlib import resources
+from typing import Annotated
 
 from phonemizer.backend import EspeakBackend
+from pydantic import AfterValidator
 
 from pipeline.cleaning import clean_text
 from pipeline.numbers import normalize_numbers as _normalize_numbers
 
 __all__ = [
     "LANGUAGES",
+    "LANGUAGE_ALIASES",
+    "LANGUAGE_DESCRIPTION",
     "PHONEME_VOCAB_SIZE",
+    "LanguageCode",
     "MissingExtraError",
     "NothingToSpeakError",
     "UnsupportedLanguageError",
@@ -54,6 +60,24 @@ LANGUAGES: tuple[str, ...] = tuple(_load_json("languages.json")["codes"])
 """The espeak-ng language codes the model knows; a code's index is its language id."""
 
 _LANGUAGE_IDS = {code: index for index, code in enumerate(LANGUAGES)}
+
+LANGUAGE_ALIASES = {
+    "en": "en-us",
+    "fr": "fr-fr",
+    "zh": "cmn",  # written Chinese, read as Mandarin (yue, Cantonese, and hak, Hakka, are codes of their own)
+    "no": "nb",  # Norwegian, as written: mostly Bokmål
+    "gom": "kok",  # Goan Konkani, espeak-ng's Konkani (Devanagari)
+    "gug": "gn",  # Paraguayan Guarani, espeak-ng's Guarani
+}
+"""ISO 639 codes -> the espeak-ng code meant, where the two differ: a language with regional variants
+gets the one the project defaults to (en -> en-us, fr -> fr-fr). check_language accepts them, and
+pipeline.language maps the detector's labels with them (no target is itself a key or a detector
+label, so that mapping stays one-to-one)."""
+
+# How many codes of LANGUAGES each primary subtag has: "en" 6 (en-us, en-gb, ...), "de" 1.
+_VARIANTS = Counter(code.split("-")[0] for code in LANGUAGES)
+# A BCP 47 script (Latn, Hans) or region (BR, CN, 419) subtag, once lower-cased
+_SCRIPT_OR_REGION = re.compile(r"[a-z]{4}|[a-z]{2}|[0-9]{3}")
 
 # espeak-ng, the Sudachi tokenizer and inflect keep per-instance state that is not safe to share
 # between threads, and a server calls the front end from several threads at once (the splitter's
@@ -97,21 +121,57 @@ class MissingExtraError(RuntimeError):
 
 
 def check_language(code: str) -> str:
-    """The model's espeak-ng code for `code` (written in any case, "_" or "-": "EN_us" -> "en-us");
-    raise UnsupportedLanguageError with hints when the model does not know it."""
+    """The model's espeak-ng code (one of LANGUAGES) for `code`; UnsupportedLanguageError, naming the
+    code, the number of codes, a few examples and any close ones, when no single code is meant.
+
+    Accepted, in this order, written in any case with "-" or "_" (BCP 47 is case-blind: "EN_us"):
+    1. a code of LANGUAGES: "en-us", "pt-br", "cmn";
+    2. an ISO 639 code of LANGUAGE_ALIASES: "en" -> "en-us", "fr" -> "fr-fr", "zh" -> "cmn";
+    3. a BCP 47 tag, language then script/region subtags, whose language (by 1 or 2) is the only
+       code of LANGUAGES with its primary subtag: "zh-CN", "zh-Hans" -> "cmn", "de-AT" -> "de".
+       Where the language has several codes the tag is refused, not guessed: "en-AU" (en-us? en-gb?),
+       "es-MX" (es? es-419?), "pt-PT" (pt? pt-br?); the error suggests them.
+    """
     if code in _LANGUAGE_IDS:
         return code
     canonical = str(code).strip().lower().replace("_", "-")  # "EN-US", "en_US": BCP 47 is case-blind
-    if canonical in _LANGUAGE_IDS:
-        return canonical
+    resolved = _resolve_language(canonical)
+    if resolved is not None:
+        return resolved
     message = (
-        f"unsupported language {code!r}: see pipeline.text.LANGUAGES "
-        f"({len(LANGUAGES)} espeak-ng codes such as en-us, de, fr-fr, ja, cmn)"
+        f"unsupported language {code!r}: give one of the model's {len(LANGUAGES)} espeak-ng codes (en-us, en-gb, "
+        "de, fr-fr, es, pt-br, ja, cmn, ...: the README's Languages section lists them) or an ISO 639-1 / BCP 47 "
+        "tag that names exactly one (en, fr, zh-CN)"
     )
     suggestions = _close_languages(str(code))
     if suggestions:
         message += f"; did you mean {', '.join(suggestions)}?"
     raise UnsupportedLanguageError(message)
+
+
+def _resolve_language(tag: str) -> str | None:
+    """check_language's rules 1-3 for a lower-case, "-"-separated tag; None when none applies."""
+    if tag in _LANGUAGE_IDS:
+        return tag
+    if tag in LANGUAGE_ALIASES:
+        return LANGUAGE_ALIASES[tag]
+    primary, *subtags = tag.split("-")
+    if not subtags or not all(_SCRIPT_OR_REGION.fullmatch(subtag) for subtag in subtags):
+        return None
+    code = primary if primary in _LANGUAGE_IDS else LANGUAGE_ALIASES.get(primary)
+    if code is None or _VARIANTS[code.split("-")[0]] != 1:
+        return None
+    return code
+
+
+LanguageCode = Annotated[str, AfterValidator(check_language)]
+"""A language as every request model and stored voice takes it: check_language's canonical espeak-ng
+code (its rules, its error: a ValueError, so pydantic names the field)."""
+LANGUAGE_DESCRIPTION = (
+    "espeak-ng language code of the text (en-us, fr-fr, cmn, ...), or an ISO 639-1 / BCP 47 tag naming exactly one "
+    "(fr -> fr-fr, zh-CN -> cmn)."
+)
+"""The description of a `language` field in API schemas (no module names: clients read it)."""
 
 
 def _close_languages(code: str) -> list[str]:

@@ -13,6 +13,10 @@ must survive as one path segment: no '/', no '?' or '#', and no "." or ".." that
 Only new names are checked: a voice stored under an older, looser rule is still listed, fetched
 by id or name, and deleted.
 
+A voice may carry a default language (`language`, an espeak-ng code as pipeline.text.check_language
+accepts it, stored canonical; NULL when none), which the API uses for a request with this voice that
+names no language. Files of schema version 1 (no such column) gain it when opened (`_migrate`).
+
 Shutdown and backups: `close()` (or leaving a `with VoiceStore(...)` block) checkpoints the WAL
 into the main file, which then holds every voice on its own. While a store is open the recent
 writes live in the "-wal" file beside it, so copying the main file alone is not a backup; use
@@ -42,9 +46,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.text import LANGUAGE_DESCRIPTION, LanguageCode, check_language
+
 EMBEDDING_DIM = 128
 MAX_NAME_LENGTH = 64
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: the voices table; 2: its `language` column
 # Explicit byte order so a file written on one machine reads back the same on any other.
 _FLOAT32 = np.dtype("<f4")
 
@@ -57,7 +63,7 @@ CREATE TABLE IF NOT EXISTS voices (
     embedding BLOB NOT NULL
 )
 """
-_COLUMNS = "id, name, created_at, embedding"
+_COLUMNS = "id, name, created_at, embedding, language"
 NAME_RULE = (
     f"1 to {MAX_NAME_LENGTH} letters (any script, accents included), digits, spaces, '-', '_' or '.', "
     "with at least one letter or digit"
@@ -112,6 +118,11 @@ class VoiceInfo(BaseModel):
     name: str
     created_at: int = Field(description="Unix seconds when the voice was added.")
     object: Literal["voice"] = "voice"
+    language: LanguageCode | None = Field(
+        None,
+        description="The voice's default language, for requests that give none; null when it has none. "
+        + LANGUAGE_DESCRIPTION,
+    )
 
 
 class Voice(VoiceInfo):
@@ -169,8 +180,9 @@ def _embedding_bytes(embedding: Any) -> bytes:
 
 
 def _voice(row: tuple) -> Voice:
-    id_, name, created_at, blob = row
-    return Voice(id=id_, name=name, created_at=created_at, embedding=np.frombuffer(blob, _FLOAT32).tolist())
+    id_, name, created_at, blob, language = row
+    embedding = np.frombuffer(blob, _FLOAT32).tolist()
+    return Voice(id=id_, name=name, created_at=created_at, embedding=embedding, language=language)
 
 
 class VoiceStore:
@@ -199,7 +211,9 @@ class VoiceStore:
             raise
 
     def _migrate(self) -> None:
-        """Bring the schema to SCHEMA_VERSION; PRAGMA user_version records where a file stands."""
+        """Bring the schema to SCHEMA_VERSION; PRAGMA user_version records where a file stands.
+        Version 1 -> 2 adds the `language` column (ALTER TABLE ... ADD COLUMN, unless a column of that
+        name is there already), NULL for every voice stored before."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file migrate one at a time
             try:
@@ -210,24 +224,32 @@ class VoiceStore:
                     )
                 if version < 1:
                     self._conn.execute(_SCHEMA)
+                if version < 2 and "language" not in self._column_names():
+                    self._conn.execute("ALTER TABLE voices ADD COLUMN language TEXT")  # NULL: no default language
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    def _column_names(self) -> set[str]:
+        return {row[1] for row in self._conn.execute("PRAGMA table_info(voices)")}
+
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def add(self, name: str, embedding: Any) -> Voice:
+    def add(self, name: str, embedding: Any, language: str | None = None) -> Voice:
         """Store a new voice under a fresh random id; the name is stripped, must follow NAME_RULE
-        (else InvalidVoiceNameError) and must be unused (else DuplicateVoiceNameError)."""
+        (else InvalidVoiceNameError) and must be unused (else DuplicateVoiceNameError). `language`,
+        the voice's default language, is stored as check_language's espeak-ng code ("fr" -> "fr-fr";
+        UnsupportedLanguageError, a ValueError, when it names none); None: no default language."""
         name = clean_voice_name(name)
+        language = None if language is None else check_language(language)
         blob = _embedding_bytes(embedding)
-        row = (f"voice_{secrets.token_hex(8)}", name, int(time.time()), blob)
+        row = (f"voice_{secrets.token_hex(8)}", name, int(time.time()), blob, language)
         try:
-            self._query(f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?)", row)
+            self._query(f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)", row)
         except sqlite3.IntegrityError as error:
             if "voices.name" in str(error):
                 raise DuplicateVoiceNameError(name) from None

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.language import DETECT_CHARS, detect_language, guess_language
-from pipeline.text import LANGUAGES, UnsupportedLanguageError
+from pipeline.text import LANGUAGE_ALIASES, LANGUAGES, UnsupportedLanguageError, check_language
 
 # Everyday sentences written for this test (not taken from the detector's training data), by the
 # espeak-ng code the model should read them in.
@@ -175,3 +177,51 @@ def test_the_same_answers_in_another_process():
         )
         answers.append(json.loads(done.stdout))
     assert answers[0] == answers[1] == [detect_language(t) for t in texts]
+
+
+# --------------------------------------------------------------------------- codes a request may give
+
+
+def test_what_the_detector_answers_for_an_iso_code_a_request_may_give_too():
+    """One table: a request's ISO 639 code means the code the detector answers for that language."""
+    assert detect_language(" ".join(SENTENCES["fr-fr"])) == check_language("fr") == "fr-fr"
+    assert detect_language(" ".join(SENTENCES["cmn"])) == check_language("zh") == check_language("zh-CN") == "cmn"
+    assert all(check_language(iso) == code for iso, code in LANGUAGE_ALIASES.items())
+
+
+@pytest.mark.parametrize(
+    ("tag", "code"),
+    [("en", "en-us"), ("EN", "en-us"), ("pt-BR", "pt-br"), ("zh-Hans-CN", "cmn"), ("de-AT", "de"), ("ja_JP", "ja")],
+)
+def test_bcp47_tags_that_name_one_code(tag, code):
+    assert check_language(tag) == code
+
+
+@pytest.mark.parametrize(
+    ("tag", "suggested"),
+    [("en-AU", "en-gb"), ("es-MX", "es-419"), ("pt-PT", "pt"), ("fr-CA", "fr-fr"), ("zh-yue", "yue"), ("de-x-y", "de")],
+)
+def test_tags_that_could_mean_several_codes_are_refused_with_them(tag, suggested):
+    """A language with regional variants is not guessed from a region we lack; nor is a malformed tag."""
+    with pytest.raises(UnsupportedLanguageError) as refused:
+        check_language(tag)
+    assert f"{tag!r}" in str(refused.value) and suggested in str(refused.value).split("did you mean")[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(codec="ascii"), max_size=12))
+def test_any_accepted_tag_gives_a_supported_code(tag):
+    try:
+        code = check_language(tag)
+    except UnsupportedLanguageError:
+        return
+    assert code in LANGUAGES and check_language(code) == code
+
+
+def test_the_readme_lists_every_code_the_error_message_points_to():
+    """The error of an unknown language sends clients to the README's Languages section."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Languages.**")[1].split("\n\n")[0]
+    assert re.findall(r"`([a-z0-9-]+)`", section.split("The codes:")[1]) == list(LANGUAGES)
+    with pytest.raises(UnsupportedLanguageError, match="README's Languages section"):
+        check_language("klingon")

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from pipeline.engine import GenerationRequest, SamplingParams
 
 BAD_FIELDS = [
-    ({"language": "xx-nowhere"}, "language", "LANGUAGES"),
+    ({"language": "xx-nowhere"}, "language", "109 espeak-ng codes"),
     ({"text": ""}, "text", "at least 1"),
     ({"text": "   "}, "text", "blank"),
     ({"speaker": [0.0] * 127}, "speaker", "128"),

@@ -162,7 +162,7 @@ def test_unknown_language_error_names_code_and_suggests():
         check_language("en_USA")
     message = str(info.value)
     assert "'en_USA'" in message
-    assert "pipeline.text.LANGUAGES" in message
+    assert "pipeline." not in message  # clients read it: no module of ours
     assert "109" in message
     assert "did you mean en-us" in message
     assert isinstance(info.value, ValueError)

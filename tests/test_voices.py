@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from deployments.config import AppConfig, ModelSources
 from pipeline.audio import encode_audio
 from pipeline.speaker import SpeakerEncoder
+from pipeline.text import UnsupportedLanguageError
 from pipeline.voices import (
     EMBEDDING_DIM,
     OPENAI_VOICES,
@@ -57,7 +58,13 @@ def test_add_returns_voice_with_random_id(store):
     assert voice.name == "Alice"
     assert isinstance(voice.created_at, int)
     assert voice.embedding == embedding()
-    assert voice.public() == {"id": voice.id, "name": "Alice", "created_at": voice.created_at, "object": "voice"}
+    assert voice.public() == {
+        "id": voice.id,
+        "name": "Alice",
+        "created_at": voice.created_at,
+        "object": "voice",
+        "language": None,
+    }
     assert "embedding" not in repr(voice)
 
 
@@ -381,7 +388,7 @@ def test_restart_keeps_voices(tmp_path):
             store.add("Carol", embedding(4))
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 def test_two_open_stores_share_one_file(tmp_path):
@@ -391,6 +398,56 @@ def test_two_open_stores_share_one_file(tmp_path):
         assert second.get("Alice") == voice
         with pytest.raises(DuplicateVoiceNameError):
             second.add("Alice", embedding(2))
+
+
+def test_a_voice_keeps_its_default_language_as_an_espeak_code(tmp_path):
+    path = tmp_path / "voices.db"
+    with VoiceStore(path) as store:
+        french = store.add("Amélie", embedding(1), language="fr")  # ISO 639-1, stored as the espeak-ng code
+        brazilian = store.add("Bia", embedding(2), language="pt_BR")
+        plain = store.add("Carol", embedding(3))
+        assert (french.language, brazilian.language, plain.language) == ("fr-fr", "pt-br", None)
+        with pytest.raises(UnsupportedLanguageError, match="'klingon'"):
+            store.add("Dave", embedding(4), language="klingon")
+        with pytest.raises(VoiceNotFoundError):
+            store.get("Dave")  # nothing was stored
+    with VoiceStore(path) as store:  # and after a restart
+        assert [(v.name, v.language) for v in store.list()] == [("Amélie", "fr-fr"), ("Bia", "pt-br"), ("Carol", None)]
+        assert store.get("Amélie").public()["language"] == "fr-fr"
+
+
+# The schema of version 1, as that code wrote it (no `language` column), to migrate from.
+SCHEMA_V1 = """
+CREATE TABLE voices (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+)
+"""
+
+
+def test_a_version_1_library_gains_the_language_column(tmp_path):
+    path = tmp_path / "voices.db"
+    blob = np.asarray(embedding(1), "<f4").tobytes()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(SCHEMA_V1)
+        conn.execute("INSERT INTO voices (id, name, created_at, embedding) VALUES (?, ?, ?, ?)",
+                     ("voice_0123456789abcdef", "Old", 1_600_000_000, blob))  # fmt: skip
+        conn.execute("PRAGMA user_version = 1")
+    with VoiceStore(path) as store:
+        old = store.get("Old")
+        assert (old.id, old.created_at, old.embedding, old.language) == (
+            "voice_0123456789abcdef", 1_600_000_000, embedding(1), None
+        )  # fmt: skip
+        new = store.add("New", embedding(2), language="de")
+    with VoiceStore(path) as store:  # opening a migrated file again changes nothing
+        assert store.list() == [old, new]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(voices)")]
+        assert columns == ["seq", "id", "name", "created_at", "embedding", "language"]
 
 
 def test_refuses_a_newer_schema(tmp_path):
@@ -643,6 +700,20 @@ def test_the_deployment_embeds_bound_clips_at_start_and_resolves_names(tmp_path,
         replica.store.add("Carol", embedding(3))
         assert replica.builtin_embedding("alloy") == embedding(3)
         assert expected["nova"] != expected["echo"]
+    finally:
+        replica.__del__()
+
+
+def test_the_deployment_creates_a_voice_with_its_language_and_checks_it_before_decoding(tmp_path):
+    replica = voices_replica({})
+    clip = clip_file(tmp_path / "a.wav").read_bytes()
+    try:
+        made = asyncio.run(replica.create("Amélie", clip, "fr"))
+        assert made["language"] == "fr-fr" and replica.get("Amélie") == made
+        assert asyncio.run(replica.create("Carol", clip))["language"] is None
+        with pytest.raises(UnsupportedLanguageError):  # before the clip: not even audio gets this far
+            asyncio.run(replica.create("Dave", b"not audio", "klingon"))
+        assert [voice["name"] for voice in replica.list()] == ["Amélie", "Carol"]
     finally:
         replica.__del__()
 

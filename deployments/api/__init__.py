@@ -10,7 +10,7 @@
 | `bodies`    | JSON and multipart bodies: strict parsing and size limits                  |
 | `openai`    | OpenAI's routes: POST /v1/audio/speech, GET /v1/models                     |
 | `native`    | POST /v1/tts: every Zonos control                                          |
-| `language`  | /v1/audio/speech's language: the body's, else detected; its headers        |
+| `language`  | /v1/audio/speech's language: body's, else voice's, else detected; headers  |
 | `voices`    | the voice library routes, /v1/voices...; voice references -> speakers      |
 | `streaming` | audio responses: streamed bytes, SSE events, or one whole file             |
 | `health`    | GET /healthz, GET /readyz                                                  |

@@ -71,7 +71,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from pipeline.streaming import StepUnavailable
-from pipeline.text import MissingExtraError, NothingToSpeakError
+from pipeline.text import MissingExtraError, NothingToSpeakError, UnsupportedLanguageError
 from pipeline.voices import DuplicateVoiceNameError, InvalidVoiceNameError
 
 T = TypeVar("T")
@@ -203,6 +203,7 @@ def backend_error(
     |   request's deadline)                   |                       |        |                      |            |
     | pipeline.voices.DuplicateVoiceNameError | always                | 409    | voice_exists         | name       |
     | pipeline.voices.InvalidVoiceNameError   | always                | 422    | invalid_value        | name       |
+    | pipeline.text.UnsupportedLanguageError  | always                | 422    | invalid_value        | language   |
     | ValueError (InvalidAudioError)          | clip_param: a clip    | 422    | invalid_audio        | clip_param |
     | pipeline.text.NothingToSpeakError       | text_param: synthesis | 422    | nothing_to_speak     | text_param |
     | pipeline.text.MissingExtraError         | text_param: synthesis | 422    | language_unavailable | language   |
@@ -224,6 +225,8 @@ def backend_error(
         return ApiError(409, str(error), param="name", code="voice_exists")
     if isinstance(error, InvalidVoiceNameError):  # a ValueError too: caught before the clip rule below
         return ApiError(422, str(error), param="name", code="invalid_value")
+    if isinstance(error, UnsupportedLanguageError):  # likewise
+        return ApiError(422, f"language: {error}", param="language", code="invalid_value")
     if clip_param is not None and isinstance(error, ValueError):
         return ApiError(422, f"{clip_param}: {_message(error)}", param=clip_param, code="invalid_audio")
     if text_param is None:

@@ -4,11 +4,14 @@
 |----------------------------|---------------------------------------------------------------------|
 | request                    | the body's `language` extension (validated by SynthesisRequest: an  |
 |                            | unknown code is an error naming `language`)                         |
-| detected                   | no `language`: pipeline.language.guess_language recognised the text |
-| default                    | no `language` and the text too short or unclear to tell: en-us,     |
+| voice                      | no `language`, and the voice has a default language (its library    |
+|                            | voice's `language`, pipeline.voices.VoiceInfo; a built-in name bound |
+|                            | to a library voice has that voice's: api/voices.py voice_language)  |
+| detected                   | no `language`, no voice language: pipeline.language.guess_language  |
+|                            | recognised the text                                                 |
+| default                    | none of these, and the text too short or unclear to tell: en-us,    |
 |                            | SynthesisRequest's default                                          |
 
-Library voices carry no language (pipeline.voices.VoiceInfo), so a voice never decides it.
 Content-Language is the espeak-ng code the text was phonemised with (pipeline.text.LANGUAGES).
 
 Detection reads the first pipeline.language.DETECT_CHARS (1,000) characters, under 0.3 ms, so it
@@ -25,17 +28,20 @@ from starlette.responses import Response
 from pipeline.language import detector_ready, guess_language, load_detector
 from pipeline.synthesis import SynthesisRequest
 
-LanguageSource = Literal["request", "detected", "default"]
+LanguageSource = Literal["request", "voice", "detected", "default"]
 
 
 async def speech_language(
-    synthesis: SynthesisRequest, requested: str | None
+    synthesis: SynthesisRequest, requested: str | None, voice_language: str | None = None
 ) -> tuple[SynthesisRequest, LanguageSource]:
     """`synthesis` with the language its text is read in, and where that language came from
     (the module docstring's table). `requested` is the body's `language` field, which `synthesis`
-    already holds validated; otherwise the text decides, or SynthesisRequest's default stays."""
+    already holds validated; else `voice_language`, the voice's default language (an espeak-ng code,
+    as the library stores it); otherwise the text decides, or SynthesisRequest's default stays."""
     if requested is not None:
         return synthesis, "request"
+    if voice_language is not None:
+        return synthesis.model_copy(update={"language": voice_language}), "voice"
     if not detector_ready():
         await run_in_threadpool(load_detector)
     code = guess_language(synthesis.text)

@@ -14,6 +14,10 @@ As multipart/form-data it takes a `file` part (a voice clip, at most config.max_
 `request` part holding that same JSON object (not individual form fields, so nested `sampling`
 works); the clip's embedding becomes the speaker, so `voice`/`speaker` may not be given as well.
 Text with nothing to speak once cleaned is 422 nothing_to_speak, param `text`.
+`language` defaults to en-us, with one exception: a `voice` whose library voice has a default
+language (api/voices.py voice_language) is read in that language when the body has no `language`
+key at all (an explicit "language": "en-us" stays en-us). No detection here: the OpenAI route
+detects, this route does what it is told.
 
 Timestamps (api/timestamps.py has every rule): `"timestamps": true` answers one JSON object, sent
 once all is generated: {"audio": base64 of the whole file in `response_format`, "response_format",
@@ -46,7 +50,7 @@ from deployments.api.streaming import (
     timestamps_response,
 )
 from deployments.api.timestamps import CAPTION_MEDIA_TYPES, CaptionFormat
-from deployments.api.voices import speaker_embedding
+from deployments.api.voices import speaker_and_language
 from pipeline.synthesis import SynthesisRequest
 
 # the audio formats and the captions formats, as one Literal (one error naming every value)
@@ -121,7 +125,11 @@ async def tts(request: Request) -> Response:
     if clip is not None:
         speaker = await call_backend(context.backend(request).embed_clip(clip), deadline, clip_param="file")
     elif tts.voice is not None:
-        speaker = await speaker_embedding(request, tts.voice, deadline)
+        speaker, voice_language = await speaker_and_language(
+            request, tts.voice, deadline, language="language" not in tts.model_fields_set
+        )
+        if voice_language is not None:
+            tts = tts.model_copy(update={"language": voice_language})
     try:
         synthesis = tts.synthesis_request(None if speaker is None else list(speaker))
     except ValidationError as exc:

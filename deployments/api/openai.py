@@ -35,8 +35,10 @@ GET /v1/models/{model} (retrieveModel).
 Extensions, zonos-serve's own fields on /v1/audio/speech (each optional; the openai SDK sends them
 with `extra_body={...}`); each means what it means on /v1/tts (pipeline.streaming.SynthesisRequest)
 and is validated there, an invalid value being 400 naming it:
-- `language`: espeak-ng's language code of the text ("en-us", "fr-fr", "ja", ...); without it the
-  text's own language when it can be told (api/language.py: X-Language-Source), else en-us;
+- `language`: espeak-ng's language code of the text ("en-us", "fr-fr", "ja", ...), or an ISO 639-1 /
+  BCP 47 tag that names one ("fr" -> "fr-fr", "zh-CN" -> "cmn"); without it the voice's default
+  language when its library voice has one, else the text's own language when it can be told, else
+  en-us (api/language.py; X-Language-Source says which);
 - `seed`: 0..2**63-1, the same seed gives the same audio;
 - `emotion` (8 non-negative weights), `pitch_std`, `cfg_scale`: Zonos's conditioning;
 - `speaking_rate`: phonemes per second, 0..40, Zonos's own control, instead of `speed` (no
@@ -75,12 +77,13 @@ from deployments.api.bodies import json_body
 from deployments.api.errors import ApiError, conflicting_fields, openai_errors, validation_error
 from deployments.api.language import language_headers, speech_language
 from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_response, audio_stream_response
-from deployments.api.voices import speaker_embedding
+from deployments.api.voices import speaker_and_language
 from deployments.backend import MODEL_ALIASES, MODEL_ID
 from deployments.config import AppConfig
 from pipeline.engine.request import CfgScale, Controls, EmotionWeights, PitchStd, Seed, SpeakingRate, SpeechText
 from pipeline.streaming import speed_controls
 from pipeline.synthesis import SynthesisRequest
+from pipeline.text import LANGUAGE_DESCRIPTION, LanguageCode
 
 OPENAI_PCM_RATE = 24_000  # OpenAI's pcm: s16le mono at 24 kHz
 MODEL_CREATED = 1_739_145_600  # 2025-02-10 00:00 UTC: Zyphra's "Beta release of Zonos-v0.1"
@@ -105,7 +108,7 @@ class SpeechRequest(BaseModel):
     instructions: str | None = Field(None, description="Accepted for compatibility and ignored.")
     # extensions: SynthesisRequest validates the values of SYNTHESIS_EXTENSIONS; the bounds are its own
     # (pipeline.engine.request's types), declared here too so that this body's JSON schema states them
-    language: str | None = None
+    language: LanguageCode | None = Field(None, description=LANGUAGE_DESCRIPTION)
     seed: Seed | None = None
     emotion: EmotionWeights | None = Field(None, description=Controls.model_fields["emotion"].description)
     pitch_std: PitchStd | None = None
@@ -159,8 +162,10 @@ async def create_speech(request: Request) -> Response:
     check_model(speech.model, context.config(request))
     speech.check_conflicts()
     deadline = context.deadline(request)
-    speaker = await speaker_embedding(request, speech.voice, deadline)
-    synthesis, source = await speech_language(speech.synthesis_request(speaker), speech.language)
+    speaker, voice_language = await speaker_and_language(
+        request, speech.voice, deadline, language=speech.language is None
+    )
+    synthesis, source = await speech_language(speech.synthesis_request(speaker), speech.language, voice_language)
     fmt = speech.response_format or context.config(request).default_response_format
     rate = speech.sample_rate or (OPENAI_PCM_RATE if fmt == "pcm" else None)
     if not speech.stream:

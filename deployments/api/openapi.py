@@ -49,6 +49,7 @@ from deployments.api.timestamps import CAPTION_MEDIA_TYPES, SpeechAudioSegment, 
 from deployments.api.web import PageConfig
 from deployments.backend import ModelCard
 from pipeline.audio import MEDIA_TYPES
+from pipeline.text import LANGUAGE_DESCRIPTION
 from pipeline.voices import VoiceInfo
 
 OPENAPI_VERSION = "3.1.0"
@@ -145,6 +146,12 @@ class Ready(BaseModel):
     status: Literal["ready"]
 
 
+VOICE_LANGUAGE = (
+    "The voice's default language, used by requests with this voice that give none; empty or absent: none. "
+    + LANGUAGE_DESCRIPTION
+)
+
+
 class VoiceForm(BaseModel):
     """POST /v1/voices, multipart/form-data."""
 
@@ -152,6 +159,7 @@ class VoiceForm(BaseModel):
 
     file: bytes = Field(description="The voice clip: any audio PyAV decodes (wav, mp3, ogg, webm, ...).")
     name: str = Field(description="1 to 64 letters, digits, spaces, '-', '_' or '.' (pipeline.voices.NAME_RULE).")
+    language: str | None = Field(None, description=VOICE_LANGUAGE)
 
 
 class AudioVoiceForm(BaseModel):
@@ -163,6 +171,7 @@ class AudioVoiceForm(BaseModel):
     name: str = Field(description="As on POST /v1/voices.")
     consent: str | None = Field(None, description="Accepted and not stored.")
     type: Literal["audio_sample"] = "audio_sample"
+    language: str | None = Field(None, description=f"An extension (OpenAI's voices have none): {VOICE_LANGUAGE}")
 
 
 class TtsForm(BaseModel):

@@ -1,13 +1,19 @@
 """The voice library routes, OpenAI's and Open WebUI's voice routes, and voice references resolved to embeddings.
 
 The library (native):
-POST   /v1/voices         add a voice from a clip (multipart: `file`, `name`) -> 201 with Location;
-                          409 voice_exists when the name is taken, 422 invalid_audio for a bad clip
+POST   /v1/voices         add a voice from a clip (multipart: `file`, `name`, optional `language`) ->
+                          201 with Location; 409 voice_exists when the name is taken, 422 invalid_audio
+                          for a bad clip, 422 invalid_value param `language` for an unknown language
 GET    /v1/voices         {"object": "list", "data": [voice, ...]}
 GET    /v1/voices/{ref}   one voice (by id or name) or 404 voice_not_found
 DELETE /v1/voices/{ref}   {"id", "object": "voice.deleted", "deleted": true} or 404 voice_not_found
 
-A voice is {"id", "name", "created_at", "object": "voice"} (pipeline.voices.VoiceInfo). A new
+A voice is {"id", "name", "created_at", "object": "voice", "language"} (pipeline.voices.VoiceInfo).
+`language` is the voice's default language, null when it has none: the language a request with this
+voice is read in when the request names none (on /v1/audio/speech before detection, X-Language-Source
+"voice"; on /v1/tts instead of en-us: voice_language). The form field takes what a request's
+`language` takes (pipeline.text.check_language: an espeak-ng code, or an ISO 639-1 / BCP 47 tag that
+names one, "fr" -> "fr-fr") and the voice stores the espeak-ng code; an empty field means none. A new
 voice's name must follow pipeline.voices.NAME_RULE once stripped (1 to 64 letters, digits, spaces,
 '-', '_' or '.'; no '/', so that the name works as {ref} in a URL), else 422 invalid_value, param
 `name`, the message naming the rule. Only new names are checked: a voice stored under an older rule
@@ -15,8 +21,10 @@ is still listed, and fetched or deleted by its id (or its name, where the name f
 
 The same library through OpenAI's routes (openai-python 3.57 `client.audio.voices`; its
 types/audio/voice.py and voice_deleted.py):
-POST   /v1/audio/voices        multipart `audio_sample` (the clip), `name`, `consent`, `type` ->
-                               200 {"id", "created_at", "name", "object": "audio.voice", "type": "audio_sample"}
+POST   /v1/audio/voices        multipart `audio_sample` (the clip), `name`, `consent`, `type`, and
+                               `language` (an extension: OpenAI's voices have none; as on /v1/voices) ->
+                               200 {"id", "created_at", "name", "object": "audio.voice", "type": "audio_sample",
+                               "language"}
                                (200, as OpenAI answers every create). `consent` (OpenAI: the id of a
                                recorded consent, cons_...) is optional, accepted and not stored:
                                zonos-serve has no consent resource, and whoever runs it answers for
@@ -42,6 +50,7 @@ bound to a library voice that is missing is 404 voice_not_found naming the bindi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -51,7 +60,8 @@ from starlette.responses import JSONResponse, Response
 from deployments.api import context
 from deployments.api.bodies import form_fields, voice_clip
 from deployments.api.errors import ApiError, backend_errors, call_backend, openai_errors
-from pipeline.voices import OPENAI_VOICES, VoiceInfo, VoiceNotFoundError, clean_voice_name
+from pipeline.text import check_language
+from pipeline.voices import OPENAI_VOICES, VoiceInfo, VoiceNotFoundError, clean_voice_name, is_clip_binding
 
 T = TypeVar("T")
 
@@ -67,20 +77,23 @@ async def voice(request: Request) -> Response:
 
 
 async def create_voice(request: Request) -> Response:
-    form = await form_fields(request, {"file", "name"})
+    form = await form_fields(request, {"file", "name", "language"})
     body = await _add_voice(request, form, "file")
     return JSONResponse(body, status_code=201, headers={"Location": f"/v1/voices/{body['id']}"})
 
 
 async def _add_voice(request: Request, form: dict[str, str | bytes], clip_param: str) -> dict:
-    """A new library voice from a parsed form: its `name` field and its clip in part `clip_param`."""
+    """A new library voice from a parsed form: its `name` field, its optional `language` field (empty:
+    none) and its clip in part `clip_param`."""
     name = _plain_field(form, "name")
     if name is None:
         raise ApiError(422, "name: a name for the voice is required", param="name", code="missing")
-    with backend_errors():  # checked here, before the clip travels to the Voices replica, as the store checks it
+    language = (_plain_field(form, "language") or "").strip() or None
+    with backend_errors():  # checked here, before the clip travels to the Voices replica, as the store checks them
         name = clean_voice_name(name)
+        language = None if language is None else check_language(language)
     clip = voice_clip(form.get(clip_param), context.config(request), clip_param)
-    created = context.backend(request).create_voice(name, clip)
+    created = context.backend(request).create_voice(name, clip, language)
     return _voice_json(await call_backend(created, context.deadline(request), clip_param=clip_param))
 
 
@@ -119,7 +132,7 @@ async def _delete(request: Request) -> str:
 # --------------------------------------------------------------------------- OpenAI's voice routes
 
 # OpenAI's create-voice form: the prompt-voice fields are known, so that a prompt voice is refused for what it is
-_AUDIO_VOICE_FIELDS = {"audio_sample", "name", "consent", "type", "prompt", "model", "script_hint"}
+_AUDIO_VOICE_FIELDS = {"audio_sample", "name", "consent", "type", "language", "prompt", "model", "script_hint"}
 _PROMPT_VOICE_FIELDS = ("prompt", "model", "script_hint")
 
 
@@ -207,6 +220,35 @@ async def speaker_embedding(request: Request, ref: str, deadline: float) -> list
     )
 
 
+async def voice_language(request: Request, ref: str, deadline: float) -> str | None:
+    """The default language of the library voice that voice `ref` stands for; None when it has none.
+
+    `ref` is a library voice's id or name, or one of OPENAI_VOICES, which stands for a library voice
+    when voice_bindings binds it to one, or, unbound, when a library voice has that name
+    (BuiltinVoices' rules 2 and 3); a name bound to a clip, or synthetic, has no language. A voice that
+    is not found has none either: speaker_embedding, awaited with this, answers its 404."""
+    if ref in OPENAI_VOICES:
+        ref = context.config(request).voice_bindings.get(ref, ref)
+        if is_clip_binding(ref):
+            return None
+    found = await _lookup(context.backend(request).get_voice(ref), deadline)
+    return None if found is None else _voice_info(found).language
+
+
+async def speaker_and_language(
+    request: Request, ref: str, deadline: float, *, language: bool
+) -> tuple[list[float], str | None]:
+    """speaker_embedding(ref) and, when `language` asks for it, voice_language(ref) (else None),
+    looked up at the same time."""
+    if not language:
+        return await speaker_embedding(request, ref, deadline), None
+    # gather, not a TaskGroup: speaker_embedding's ApiError (404) must reach the route as it is
+    speaker, default = await asyncio.gather(
+        speaker_embedding(request, ref, deadline), voice_language(request, ref, deadline)
+    )
+    return speaker, default
+
+
 async def _find_voice(request: Request, ref: str, deadline: float) -> Any:
     found = await _lookup(context.backend(request).get_voice(ref), deadline)
     if found is None:
@@ -226,6 +268,11 @@ async def _lookup(awaitable: Awaitable[T], deadline: float) -> T | None:
         return None
 
 
+def _voice_info(voice: Any) -> VoiceInfo:
+    """A backend's voice (VoiceInfo, a dict, or any object with those attributes) as a VoiceInfo."""
+    return VoiceInfo.model_validate(voice, from_attributes=True)
+
+
 def _voice_json(voice: Any) -> dict:
-    """A backend's voice (VoiceInfo, a dict, or any object with those attributes) as the API shows it."""
-    return VoiceInfo.model_validate(voice, from_attributes=True).model_dump(include=set(VoiceInfo.model_fields))
+    """A backend's voice as the API shows it."""
+    return _voice_info(voice).model_dump(include=set(VoiceInfo.model_fields))

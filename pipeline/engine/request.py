@@ -9,7 +9,7 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.model import CODEBOOK_SIZE, MAX_FRAMES, N_CODEBOOKS
-from pipeline.text import PHONEME_VOCAB_SIZE, check_language
+from pipeline.text import LANGUAGE_DESCRIPTION, PHONEME_VOCAB_SIZE, LanguageCode
 
 SPEAKER_DIM = 128
 # The 8 weights of `emotion`, in order (docs/zonos-v0.1.md, section 3)
@@ -65,7 +65,7 @@ class Controls(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     text: SpeechText
-    language: str = "en-us"
+    language: LanguageCode = Field("en-us", description=LANGUAGE_DESCRIPTION)
     speaker: SpeakerEmbedding | None = Field(None, description="128-float speaker embedding; None = unconditional.")
     emotion: EmotionWeights | None = Field(
         None, description="8 non-negative weights with a positive sum; None = the reference default."
@@ -77,11 +77,6 @@ class Controls(BaseModel):
     cfg_scale: CfgScale = 2.0
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     seed: Seed | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, language: str) -> str:
-        return check_language(language)
 
     @field_validator("emotion")
     @classmethod

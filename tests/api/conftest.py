@@ -139,11 +139,11 @@ class FakeBackend:
             raise ValueError("could not decode the audio clip: unknown format")
         return [len(clip) / 10_000] * 128
 
-    async def create_voice(self, name: str, clip: bytes) -> VoiceInfo:
+    async def create_voice(self, name: str, clip: bytes, language: str | None = None) -> VoiceInfo:
         if any(v.name == name for v in self.voices.values()):
             raise DuplicateVoiceNameError(name)
         embedding = await self.embed_clip(clip)
-        voice = VoiceInfo(id=f"voice_{len(self.voices):04d}", name=name, created_at=1_700_000_000)
+        voice = VoiceInfo(id=f"voice_{len(self.voices):04d}", name=name, created_at=1_700_000_000, language=language)
         self.voices[voice.id] = voice
         self.embeddings[voice.id] = embedding
         return voice

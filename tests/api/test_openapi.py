@@ -114,9 +114,9 @@ def test_real_answers_are_valid_against_the_document(spec, client):
     """Each JSON route's real answer over the fake backend, a success and an error, validates against
     the schema the document gives for its status; the forms are sent with exactly the document's fields."""
     forms = spec["components"]["schemas"]
-    assert set(forms["VoiceForm"]["properties"]) == {"file", "name"}
-    created = client.post("/v1/voices", files={"file": ("me.wav", CLIP)}, data={"name": "me"})
-    audio_form = {"name": "them", "consent": "cons_1", "type": "audio_sample"}
+    assert set(forms["VoiceForm"]["properties"]) == {"file", "name", "language"}
+    created = client.post("/v1/voices", files={"file": ("me.wav", CLIP)}, data={"name": "me", "language": "fr"})
+    audio_form = {"name": "them", "consent": "cons_1", "type": "audio_sample", "language": "de"}
     assert set(forms["AudioVoiceForm"]["properties"]) == {"audio_sample", *audio_form}
     made = client.post("/v1/audio/voices", files={"audio_sample": ("x.wav", CLIP)}, data=audio_form)
     voice_id = created.json()["id"]

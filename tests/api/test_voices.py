@@ -44,7 +44,13 @@ def test_voices_crud(client):
     created = client.post("/v1/voices", files={"file": ("a.wav", CLIP, "audio/wav")}, data={"name": "  Carol "})
     assert created.status_code == 201
     voice = created.json()
-    assert voice == {"id": voice["id"], "name": "Carol", "created_at": 1_700_000_000, "object": "voice"}
+    assert voice == {
+        "id": voice["id"],
+        "name": "Carol",
+        "created_at": 1_700_000_000,
+        "object": "voice",
+        "language": None,
+    }
     assert created.headers["location"] == f"/v1/voices/{voice['id']}"
     assert client.get("/v1/voices").json() == {"object": "list", "data": [voice]}
     assert client.get(f"/v1/voices/{voice['id']}").json() == voice
@@ -297,3 +303,22 @@ def test_a_bound_builtin_name_speaks_the_bound_voice(backend):
     client.post("/v1/audio/voices", files=form(audio_sample=CLIP + b"\0", name="alloy"))  # the binding still wins
     assert client.post("/v1/audio/speech", json=speech(voice="alloy", response_format="wav")).status_code == 200
     assert backend.requests[-1][0].speaker == backend.embeddings[carol["id"]]
+
+
+def test_a_voice_language_is_stored_and_shown_on_every_route(backend):
+    """`language` on both create routes (through the openai SDK: extra_body, as OpenAI's voices have no
+    language) comes back as the espeak-ng code in every voice reply and reaches the backend."""
+    with real_server(build_http_app(backend, AppConfig(max_upload_bytes=MAX_UPLOAD))) as url:
+        sdk = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        amelie = sdk.audio.voices.create(
+            audio_sample=("a.wav", CLIP), consent="cons_1", name="Amélie", extra_body={"language": "fr"}
+        )
+        assert amelie.model_extra == {"language": "fr-fr"}
+        made = requests.post(
+            f"{url}/v1/voices", files={"file": ("b.wav", CLIP)}, data={"name": "Bia", "language": "pt-BR"}, timeout=10
+        )
+        assert made.status_code == 201 and made.json()["language"] == "pt-br"
+        listed = requests.get(f"{url}/v1/voices", timeout=10).json()["data"]
+        assert [(v["name"], v["language"]) for v in listed] == [("Amélie", "fr-fr"), ("Bia", "pt-br")]
+        assert requests.get(f"{url}/v1/voices/Bia", timeout=10).json() == made.json()
+    assert [(v.name, v.language) for v in backend.voices.values()] == [("Amélie", "fr-fr"), ("Bia", "pt-br")]
