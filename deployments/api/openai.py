@@ -10,10 +10,10 @@ GET /v1/models/{model} (retrieveModel).
   names (OPENAI_VOICES), each a fixed voice: its configured voice_bindings target, else a library
   voice of that name, else a synthetic embedding derived from the name (api/voices.py,
   pipeline.voices.BuiltinVoices). Anything else is 404 "voice_not_found".
-- `speed` 0.25..4.0 is OpenAI's playback speed: pipeline.streaming.speed_controls makes it Zonos's
-  speaking_rate (15 * speed phonemes/s, clamped to 10..30, where the model's conditioning is
-  trusted) times a pitch-keeping time-stretch `tempo` for the rest, so the audio is always 15 *
-  speed phonemes/s fast.
+- `speed` 0.25..4.0 is OpenAI's playback speed: pipeline.streaming.speed_controls generates the text
+  as at speed 1 (speaking_rate 15) and time-stretches it by `speed`, pitch kept (tempo), so with
+  one seed every faster speed is strictly shorter (speed 1's length / speed). Zonos's own pacing is
+  the `speaking_rate` extension instead.
 - `response_format` defaults to the config's default_response_format (mp3 unless changed). `pcm` is
   raw s16le mono at 24 kHz, OpenAI's contract (its SDK's LocalAudioPlayer plays pcm at a hard-coded
   24000): the model's 44.1 kHz audio is resampled as it streams (api/streaming.py). The formats
