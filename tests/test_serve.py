@@ -430,3 +430,37 @@ def test_timestamps_on_the_real_app_match_the_audio_sent(server):
         assert not audio[before["end_sample"] : after["start_sample"]].any()  # the pause, exactly
         assert before["start_sample"] < before["end_sample"]
         assert abs(before["end_s"] - before["end_sample"] / rate) < 1e-9
+
+
+def test_an_open_webui_like_flow_on_the_real_app(server):
+    """Issue 13 over the real graph: the openai SDK creates a voice (with a default language) through
+    OpenAI's POST /v1/audio/voices, Open WebUI's GET /v1/audio/voices and /v1/audio/models list it,
+    and speech with it reads French by the voice's language, German text by detection with a
+    built-in name; a speed of 2 is exactly half of speed 1 for one seed."""
+    client = OpenAI(base_url=f"{server}/v1", api_key="not-needed", max_retries=0)
+    clip = io.BytesIO()
+    sf.write(clip, (0.1 * np.random.default_rng(1).standard_normal(44100 * 2)).astype(np.float32), 44100, format="WAV")
+    voice = client.audio.voices.create(
+        audio_sample=("sample.wav", clip.getvalue(), "audio/wav"),
+        name="Camille",
+        consent="cons_1",
+        extra_body={"language": "fr"},
+    )
+    assert voice.object == "audio.voice" and voice.name == "Camille"
+    listed = requests.get(f"{server}/v1/audio/voices", timeout=30).json()["voices"]
+    assert {"id": voice.id, "name": "Camille"} in listed and {"id": "alloy", "name": "alloy"} in listed
+    models = [m["id"] for m in requests.get(f"{server}/v1/audio/models", timeout=30).json()["models"]]
+    assert "tts-1" in models and "zonos-v0.1" in models
+
+    def speak(voice_id: str, text: str, **extra):
+        body = {"model": "tts-1", "voice": voice_id, "input": text, "response_format": "pcm", "seed": 8} | extra
+        response = requests.post(f"{server}/v1/audio/speech", json=body, timeout=300)
+        assert response.status_code == 200, response.text
+        return response
+
+    french = speak(voice.id, "Bonjour.")
+    assert french.headers["content-language"] == "fr-fr" and french.headers["x-language-source"] == "voice"
+    german = speak("alloy", "Der Hafen war vor der Morgendämmerung still, und die Boote schaukelten am Steg.")
+    assert german.headers["content-language"] == "de" and german.headers["x-language-source"] == "detected"
+    normal, double = speak("alloy", "Hello there.").content, speak("alloy", "Hello there.", speed=2).content
+    assert len(normal) % 2 == 0 and abs(len(double) // 2 - len(normal) // 4) <= 2  # 24 kHz s16le samples
