@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +47,7 @@ __all__ = [
     "SpeechBackend",
     "VoiceInfo",
     "follow_serve_shutdown",
+    "model_names",
 ]
 
 logger = logging.getLogger("ray.serve")
@@ -54,6 +55,12 @@ logger = logging.getLogger("ray.serve")
 MODEL_ID = "zonos-v0.1"
 # OpenAI's text-to-speech model names, all answered by the one model (GET /v1/models lists them).
 MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+def model_names(aliases: Iterable[str] = ()) -> list[str]:
+    """The names OpenAI's routes list (GET /v1/models, /v1/audio/models): zonos-v0.1, OpenAI's,
+    then `aliases` (AppConfig.model_aliases), each once."""
+    return list(dict.fromkeys([MODEL_ID, *MODEL_ALIASES, *aliases]))
 
 
 class BackendBusy(StepUnavailable):

@@ -78,7 +78,7 @@ from deployments.api.errors import ApiError, conflicting_fields, openai_errors, 
 from deployments.api.language import language_headers, speech_language
 from deployments.api.streaming import ResponseFormat, SampleRate, audio_file_response, audio_stream_response
 from deployments.api.voices import speaker_and_language
-from deployments.backend import MODEL_ALIASES, MODEL_ID
+from deployments.backend import MODEL_ALIASES, MODEL_ID, model_names
 from deployments.config import AppConfig
 from pipeline.engine.request import CfgScale, Controls, EmotionWeights, PitchStd, Seed, SpeakingRate, SpeechText
 from pipeline.streaming import speed_controls
@@ -181,7 +181,7 @@ async def create_speech(request: Request) -> Response:
 @openai_errors
 async def list_models(request: Request) -> Response:
     """GET /v1/models: the model, with its card, then each alias with `root` the model."""
-    names = model_names(context.config(request))
+    names = model_names(context.config(request).model_aliases)
     return JSONResponse({"object": "list", "data": [_model(request, name) for name in names]})
 
 
@@ -193,21 +193,15 @@ async def retrieve_model(request: Request) -> Response:
     return JSONResponse(_model(request, name))
 
 
-def model_names(config: AppConfig) -> list[str]:
-    """The names /v1/models lists: zonos-v0.1, OpenAI's, then the config's aliases (each once)."""
-    return list(dict.fromkeys([MODEL_ID, *MODEL_ALIASES, *config.model_aliases]))
-
-
 def check_model(name: str, config: AppConfig) -> None:
     """404 model_not_found unless `name` is a listed name or a dated snapshot of a built-in one."""
     snapshot = _SNAPSHOT.fullmatch(name)
-    if name in model_names(config) or (
-        snapshot and snapshot["name"] in (MODEL_ID, *MODEL_ALIASES) and _is_date(snapshot["date"])
-    ):
+    names = model_names(config.model_aliases)
+    if name in names or (snapshot and snapshot["name"] in (MODEL_ID, *MODEL_ALIASES) and _is_date(snapshot["date"])):
         return
     raise ApiError(
         404,
-        f"The model `{name}` does not exist; use one of {', '.join(model_names(config))}, or a dated snapshot "
+        f"The model `{name}` does not exist; use one of {', '.join(names)}, or a dated snapshot "
         f"such as {MODEL_ALIASES[-1]}-2025-12-15",
         param="model",
         code="model_not_found",

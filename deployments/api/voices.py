@@ -60,6 +60,7 @@ from starlette.responses import JSONResponse, Response
 from deployments.api import context
 from deployments.api.bodies import form_fields, voice_clip
 from deployments.api.errors import ApiError, backend_errors, call_backend, openai_errors
+from deployments.backend import model_names
 from pipeline.text import check_language
 from pipeline.voices import OPENAI_VOICES, VoiceInfo, VoiceNotFoundError, clean_voice_name, is_clip_binding
 
@@ -183,9 +184,8 @@ async def delete_audio_voice(request: Request) -> Response:
 
 async def list_audio_models(request: Request) -> Response:
     """GET /v1/audio/models: {"models": [{"id"}]}, the names /v1/models lists, as Open WebUI reads them."""
-    from deployments.api.openai import model_names  # here: openai.py imports this module
 
-    return JSONResponse({"models": [{"id": name} for name in model_names(context.config(request))]})
+    return JSONResponse({"models": [{"id": name} for name in model_names(context.config(request).model_aliases)]})
 
 
 # --------------------------------------------------------------------------- voices to embeddings
